@@ -1,0 +1,120 @@
+"""Params: does each layer learn as many numbers as the spec's formula says?
+
+Counts come from the parameter tensors found in the module tree itself (the
+worker reads `_parameters` directly), never from a method a submission could
+override. Feedback writes out the formula, e.g. (5*5*3 + 1)*6 = 456.
+"""
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from .. import formulas
+from ..measurements import Measurements
+from ..results import CheckResult, score_fraction, status_for
+from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes
+from .matching import Match, events_from_modules, match_layers
+
+
+def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
+    expected = expected_shapes(spec)
+    if not m.ok("model"):
+        return CheckResult(check.id, "params", 0.0, check.points, "error",
+                           f"No parameters could be counted: {m.blocker('model')}",
+                           {"layers": [], "expected_total": sum(x.params for x in expected)})
+    modules = m.data("model")["modules"]
+    counts = _subtree_counts(modules)
+    events = m.data("probe").get("events") or events_from_modules(modules)
+    matches = match_layers(expected, events)
+    rows = [_row(mt, counts) for mt in matches if mt.expected.params or _has_params(mt, counts)]
+    total, want_total = counts.get("", 0), sum(x.params for x in expected)
+    total_row = {"name": "total", "expected": want_total, "got": total,
+                 "credit": 1.0 if total == want_total else 0.0,
+                 "message": f"total: {total:,} parameters, expected {want_total:,}"}
+    if total == want_total:
+        total_row["message"] += " ✓"
+    credits = [r["credit"] for r in rows] + [total_row["credit"]]
+    score = score_fraction(check.points, sum(credits) / len(credits))
+    lines = [r["message"] for r in rows if r["credit"] < 1] + \
+            ([total_row["message"]] if total_row["credit"] < 1 else [])
+    good = sum(1 for r in rows if r["credit"] == 1)
+    header = f"{good} of {len(rows)} layers have the expected parameter count; " \
+             f"total {total:,} (expected {want_total:,})."
+    return CheckResult(check.id, "params", score, check.points, status_for(score, check.points),
+                       "\n".join([header, *lines]),
+                       {"layers": rows, "total": total, "expected_total": want_total})
+
+
+def _subtree_counts(modules: list[dict[str, Any]]) -> dict[str, int]:
+    """Parameters per module path including its children ('' is the whole model)."""
+    own = {mod["path"]: sum(prod(p["shape"]) for p in mod["params"]) for mod in modules}
+    return {path: sum(n for p, n in own.items()
+                      if path == "" or p == path or p.startswith(path + "."))
+            for path in own}
+
+
+def _has_params(mt: Match, counts: dict[str, int]) -> bool:
+    return bool(mt.event) and _got(mt, counts) > 0
+
+
+def _got(mt: Match, counts: dict[str, int]) -> int:
+    e = mt.event
+    return counts.get(e["path"], 0) if e["kind"] == "module" else int(e.get("params", 0))
+
+
+def _row(mt: Match, counts: dict[str, int]) -> dict[str, Any]:
+    x = mt.expected
+    want = x.params
+    row: dict[str, Any] = {"name": x.spec.name, "expected": want, "got": None, "credit": 0.0,
+                           "formula": expected_formula(x)}
+    if not mt.found:
+        row["message"] = f"{x.spec.name}: not found; expected {row['formula']}"
+        return row
+    got = row["got"] = _got(mt, counts)
+    alt = next((a for a in x.spec.accept_params if a.count == got), None)
+    if got == want:
+        row["credit"], row["message"] = 1.0, f"{x.spec.name}: {row['formula']} ✓"
+    elif alt:
+        row["credit"] = alt.credit
+        row["message"] = f"{x.spec.name}: got {got:,}, expected {want:,}; " \
+                         f"{alt.note} ({alt.credit:.0%} of this layer's credit)"
+    else:
+        yours = student_formula(mt.event)
+        row["message"] = (f"{x.spec.name}: got {got:,} parameters, expected {row['formula']}"
+                          + (f"; yours: {yours}" if yours else ""))
+    return row
+
+
+def expected_formula(x: ExpectedLayer) -> str:
+    hp, t = x.spec.hp, x.spec.type
+    if x.spec.params is not None:
+        return f"{x.params:,}" + (f" ({x.spec.note})" if x.spec.note else "")
+    if t in ("conv2d", "conv_transpose2d"):
+        return _conv_text(hp["in_channels"], hp["out_channels"], hp["kernel_size"],
+                          hp["groups"], hp["bias"])
+    if t == "linear":
+        return _linear_text(hp["in_features"], hp["out_features"], hp["bias"])
+    if t == "subsample":
+        return f"(1 + 1)*{x.in_shape[0]} = {x.params}"
+    return "0"
+
+
+def student_formula(e: dict[str, Any]) -> str:
+    hp = e.get("hyper") or {}
+    if e["category"] in ("conv2d", "conv_transpose2d") and "kernel_size" in hp:
+        return _conv_text(hp["in_channels"], hp["out_channels"], hp["kernel_size"],
+                          hp.get("groups", 1), hp.get("bias", True))
+    if e["category"] == "linear" and "in_features" in hp:
+        return _linear_text(hp["in_features"], hp["out_features"], hp.get("bias", True))
+    return ""
+
+
+def _conv_text(cin: int, cout: int, k: Any, groups: int, bias: bool) -> str:
+    kh, kw = formulas.pair(k)
+    n = formulas.conv_params(cin, cout, k, groups, bias)
+    per = f"{kh}*{kw}*{cin // groups}" + (" + 1" if bias else "")
+    return f"({per})*{cout} = {n:,}"
+
+
+def _linear_text(n_in: int, n_out: int, bias: bool) -> str:
+    return f"({n_in}{' + 1' if bias else ''})*{n_out} = {formulas.linear_params(n_in, n_out, bias):,}"

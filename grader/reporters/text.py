@@ -1,0 +1,65 @@
+"""Terminal report: a score table a student can scan, then what to fix, check by check.
+
+Uses rich for tables and colour; colour is off for NO_COLOR and for output
+that is not a terminal (the CLI decides and passes `color`).
+"""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+
+from ..results import CheckResult, GradeResult
+
+MARKS = {"passed": "✔", "failed": "✘", "error": "!", "skipped": "-"}
+STYLES = {"passed": "green", "failed": "red", "error": "bold red", "skipped": "dim"}
+
+
+def status_mark(status: str) -> str:
+    return MARKS.get(status, "?")
+
+
+def fmt_shape(shape) -> str:
+    return "x".join(str(v) for v in shape) if shape else "-"
+
+
+def layer_rows(check: CheckResult) -> list[list[str]]:
+    """Layer table rows (name, input, output, expected, formula) of a shapes check."""
+    if check.kind != "shapes":
+        return []
+    return [[("✔ " if r["ok"] else "✘ ") + r["name"], fmt_shape(r.get("in")),
+             fmt_shape(r.get("got")), fmt_shape(r.get("expected")), r.get("formula") or ""]
+            for r in check.details.get("layers", [])]
+
+
+def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=color, no_color=not color, width=width,
+                      highlight=False, emoji=False)
+    summary = Table(title=f"{result.assignment}: {result.score:g} / {result.max_score:g} points",
+                    title_justify="left", show_lines=False)
+    for col, justify in (("Check", "left"), ("Score", "right"), ("Status", "left")):
+        summary.add_column(col, justify=justify)
+    for c in result.checks:
+        summary.add_row(c.id, f"{c.score:g} / {c.max_score:g}",
+                        f"[{STYLES[c.status]}]{status_mark(c.status)} {c.status}[/]")
+    console.print(summary)
+    for c in result.checks:
+        console.print(f"\n[bold]{c.id}[/] ({c.kind})")
+        console.print(c.feedback, markup=False)
+        rows = layer_rows(c)
+        if rows and c.status != "passed":
+            table = Table(show_header=True, header_style="bold")
+            for col in ("Layer", "Input", "Output", "Expected", "Formula"):
+                table.add_column(col)
+            for r in rows:
+                table.add_row(*r)
+            console.print(table)
+    if result.skipped_cells:
+        console.print("\n[bold]Notebook statements not run[/]")
+        for s in result.skipped_cells:
+            console.print(f"  cell {s['cell']}: {s['line']}  ({s['reason']})", markup=False)
+    for note in result.notes:
+        console.print(f"\nnote: {note}", markup=False)
+    return buf.getvalue()

@@ -1,0 +1,176 @@
+"""Grade one submission: spec -> worker process -> measurements -> checks -> result.
+
+This is where student code is started (in a child process, never here) and
+where a dead, hung or silent worker is turned into a sentence for the student.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__, checks, protocol
+from .data import PreparedData, default_data_dir, prepare
+from .measurements import Measurements
+from .results import CheckResult, GradeResult
+from .spec import CheckSpec, Spec
+from .submission import Source, locate
+
+PROBE_TIMEOUT_S = 120.0
+ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "TMPDIR", "CUDA_VISIBLE_DEVICES",
+                   "NVIDIA_VISIBLE_DEVICES", "CUDA_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass
+class Options:
+    device: str = "auto"
+    seed: int = 0
+    data_dir: Path | None = None
+    only: frozenset[str] | None = None
+    timeout_s: float | None = None
+    keep_job: bool = False
+
+
+def selected_checks(spec: Spec, only: frozenset[str] | None) -> list[CheckSpec]:
+    return [c for c in spec.checks if only is None or c.kind in only]
+
+
+def grade(path: Path, spec: Spec, opts: Options) -> GradeResult:
+    start = time.perf_counter()
+    chosen = selected_checks(spec, opts.only)
+    source = locate(path, spec.name)
+    data = _prepare_data(spec, opts) if any(c.kind == "accuracy" for c in chosen) else None
+    stages = [s for s in protocol.STAGES
+              if any(s in checks.STAGES_FOR_KIND[c.kind] for c in chosen)]
+    m = measure(source, spec, stages, opts, data)
+    results = [score_check(c, spec, m, data) for c in chosen]
+    train = m.data("train")
+    return GradeResult(
+        assignment=spec.name, submission=str(path), checks=results,
+        duration_s=time.perf_counter() - start, device=train.get("device", "cpu"),
+        versions={"grader": __version__, "python": platform.python_version(),
+                  "torch": m.data("load").get("torch", "")},
+        notes=_notes(source, m), worker_output=m.output_tail,
+        skipped_cells=[{"cell": s.cell, "line": s.line, "reason": s.reason}
+                       for s in source.skipped])
+
+
+def _prepare_data(spec: Spec, opts: Options) -> PreparedData:
+    t = spec.training
+    return prepare(t.dataset, opts.data_dir or default_data_dir(), spec.folder, t.max_train)
+
+
+def score_check(check: CheckSpec, spec: Spec, m: Measurements,
+                data: PreparedData | None) -> CheckResult:
+    if check.kind == "accuracy":
+        return checks.accuracy.run(check, spec, m, data)
+    return getattr(checks, check.kind).run(check, spec, m)
+
+
+def _notes(source: Source, m: Measurements) -> list[str]:
+    notes = []
+    if source.skipped:
+        notes.append(f"{len(source.skipped)} notebook statement(s) were not run: the grader keeps "
+                     "imports, definitions and constants only.")
+    if m.failure:
+        notes.append(m.failure)
+    return notes
+
+
+def measure(source: Source, spec: Spec, stages: list[str], opts: Options,
+            data: PreparedData | None) -> Measurements:
+    """Run the worker for `stages` and collect what it measured, whatever happened to it."""
+    m = Measurements(source=source)
+    if source.problem:
+        m.failure = source.problem
+        return m
+    if not stages:
+        return m
+    job = Path(tempfile.mkdtemp(prefix="grade-job-"))
+    try:
+        entry = source.stage_into(job / "submission")
+        request = {"job": str(job), "entry": str(entry.relative_to(job)), "stages": stages,
+                   "seed": opts.seed, "device": opts.device, "input_shape": list(spec.input_shape),
+                   "class_name": "Model"}
+        if data is not None:
+            request.update(data=data.worker_files, num_classes=data.num_classes,
+                           training=_recipe(spec))
+        protocol.write_json_atomic(job / protocol.REQUEST, request)
+        timeout = opts.timeout_s or (spec.timeout_s if "train" in stages else PROBE_TIMEOUT_S)
+        m.failure = run_worker(job, timeout)
+        for stage in stages:
+            info = protocol.read_stage(job, stage)
+            if info is not None:
+                m.stages[stage] = info
+        if m.ok("train") and data is not None:
+            m.predictions = protocol.read_predictions(job, data.n_test)
+        m.output_tail = (protocol.read_tail(job / protocol.STDOUT)
+                         + protocol.read_tail(job / protocol.STDERR)).strip()
+        if m.failure is None and any(s not in m.stages for s in stages) and \
+                all(m.ok(s) for s in m.stages):
+            m.failure = _silent_exit_message(stages, m)
+        return m
+    finally:
+        if not opts.keep_job:
+            shutil.rmtree(job, ignore_errors=True)
+
+
+def _recipe(spec: Spec) -> dict:
+    t = spec.training
+    return {"epochs": t.epochs, "batch_size": t.batch_size, "optimizer": t.optimizer,
+            "scheduler": t.scheduler, "mean": list(t.mean), "std": list(t.std), "pad": t.pad,
+            "hflip": t.hflip, "crop_padding": t.crop_padding}
+
+
+def worker_env(job: Path) -> dict[str, str]:
+    """Only what the worker needs: no tokens, no user config, a HOME of its own."""
+    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env.update(HOME=str(job), PYTHONPATH=package_root, PYTHONHASHSEED="0",
+               PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_worker(job: Path, timeout_s: float) -> str | None:
+    """Start the worker and wait; returns why it stopped abnormally, or None."""
+    cmd = [sys.executable, "-m", "grader.worker", str(job)]
+    with open(job / protocol.STDOUT, "wb") as out, open(job / protocol.STDERR, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=job, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env=worker_env(job), start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return f"timed out after {timeout_s:g} s (the grader stopped it; look for an " \
+                   "endless loop, or training code that runs when the file is imported)"
+        finally:
+            _kill_group(proc)
+    if code < 0:
+        sig = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        hint = " (this usually means it ran out of memory)" if sig == "SIGKILL" else ""
+        return f"the submission's process was killed by {sig}{hint}"
+    if code != 0:
+        return f"the submission's process exited with status {code} before reporting"
+    return None
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the worker's whole process group: nothing a submission starts outlives it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _silent_exit_message(stages: list[str], m: Measurements) -> str:
+    missing = next(s for s in stages if s not in m.stages)
+    return (f"the submission's process exited with status 0 during the {missing} step before "
+            "reporting (does the code call sys.exit() or os._exit()?)")
