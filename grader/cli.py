@@ -83,6 +83,24 @@ def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, t
     sys.exit(0 if result.full_marks else 1)
 
 
+@main.group("course")
+def course_group() -> None:
+    """Instructor tools for the course pack (assignments/ and solutions/)."""
+
+
+@course_group.command("build")
+@click.argument("names", nargs=-1)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Course folder holding assignments/ and solutions/.")
+def course_build(names: tuple[str, ...], root: Path) -> None:
+    """Regenerate skeletons and notebooks from the reference solutions."""
+    from . import course
+
+    for name in names or course.assignment_names(root):
+        for path in _guard(lambda: course.build(root, name)):
+            click.echo(f"wrote {path}")
+
+
 @main.command("download")
 @click.argument("dataset", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))

@@ -37,10 +37,11 @@ def selected_checks(spec: Spec, only: frozenset[str] | None) -> list[CheckSpec]:
     return [c for c in spec.checks if only is None or c.kind in only]
 
 
-def grade(path: Path, spec: Spec, opts: Options) -> GradeResult:
+def grade(path: Path, spec: Spec, opts: Options, source: Source | None = None) -> GradeResult:
+    """Grade the code at `path` (or an already extracted `source`, as notebooks hand in)."""
     start = time.perf_counter()
     chosen = selected_checks(spec, opts.only)
-    source = locate(path, spec.name)
+    source = source or locate(path, spec.name)
     data = _prepare_data(spec, opts) if any(c.kind == "accuracy" for c in chosen) else None
     stages = [s for s in protocol.STAGES
               if any(s in checks.STAGES_FOR_KIND[c.kind] for c in chosen)]

@@ -94,13 +94,16 @@ def from_notebook(path: Path) -> Source:
     except (ValueError, UnicodeDecodeError, AttributeError) as exc:
         return Source(origin=path, code_dir=path.parent, entry_name=f"{path.stem}_cells.py",
                       problem=f"{path.name} is not a readable notebook ({exc})")
-    source = Source(origin=path, code_dir=path.parent, entry_name=f"{path.stem}_cells.py")
+    code = [c.get("source", "") for c in cells if c.get("cell_type") == "code"]
+    return from_cells(path, ["".join(t) if isinstance(t, list) else str(t) for t in code])
+
+
+def from_cells(origin: Path, cells: list[str]) -> Source:
+    """Definitions kept from code cells in order (a notebook file, or a live kernel's history)."""
+    source = Source(origin=origin, code_dir=origin.parent, entry_name=f"{origin.stem}_cells.py")
     lines: list[str] = []
     constants: set[str] = set()  # names bound to constants so far, across cells
-    code_cells = [c for c in cells if c.get("cell_type") == "code"]
-    for number, cell in enumerate(code_cells, start=1):
-        text = cell.get("source", "")
-        text = "".join(text) if isinstance(text, list) else str(text)
+    for number, text in enumerate(cells, start=1):
         for kept_line, cell_line in _keep_from_cell(number, text, source.skipped, constants):
             lines.append(kept_line)
             source.line_map.append((number, cell_line))
@@ -141,6 +144,8 @@ def _keep_from_cell(number: int, text: str, skipped: list[SkippedCell], constant
 
 def _skip_reason(node: ast.stmt, constants: set[str]) -> str | None:
     """Why a top-level statement is left out, or None to keep it."""
+    if _imports_grader(node):
+        return "the grader's own helpers are not part of the graded code"
     if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
                          ast.ClassDef)):
         return None
@@ -155,6 +160,14 @@ def _skip_reason(node: ast.stmt, constants: set[str]) -> str | None:
     if isinstance(node, ast.Expr):
         return "top-level calls and expressions are not run"
     return f"a top-level `{type(node).__name__.lower()}` statement is not run"
+
+
+def _imports_grader(node: ast.stmt) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return (node.module or "").split(".")[0] == "grader"
+    if isinstance(node, ast.Import):
+        return any(alias.name.split(".")[0] == "grader" for alias in node.names)
+    return False
 
 
 def _is_constant(value: ast.expr, constants: set[str]) -> bool:

@@ -1,22 +1,32 @@
-"""LeNet-5 (LeCun et al., 1998): fill in the TODOs, then run `grade check` in this folder.
+# %% [markdown]
+# # LeNet-5 on MNIST
+#
+# LeNet-5 (LeCun et al., 1998) was the first convolutional network to read handwritten digits
+# well enough for real use. MNIST digits are 28x28; the grader pads them to 32x32, as in the paper.
+#
+# | layer | what | output | parameters |
+# |---|---|---|---|
+# | C1 | 5x5 convolution, 6 maps, then tanh | 6x28x28 | (5*5*1 + 1)*6 = 156 |
+# | S2 | trainable 2x2 subsampling | 6x14x14 | (1 + 1)*6 = 12 |
+# | C3 | 5x5 convolution, 16 maps over a partial connection table, then tanh | 16x10x10 | 1,516 |
+# | S4 | trainable 2x2 subsampling | 16x5x5 | (1 + 1)*16 = 32 |
+# | C5 | 5x5 convolution, 120 maps, then tanh | 120x1x1 | (5*5*16 + 1)*120 = 48,120 |
+# | F6 | fully connected 120 -> 84, then tanh | 84 | (120 + 1)*84 = 10,164 |
+# | output | fully connected 84 -> 10 | 10 | (84 + 1)*10 = 850 |
+#
+# A subsampling layer averages each 2x2 block and then multiplies by one trainable weight and adds
+# one trainable bias per map. C3 does not connect every map to every S2 map: the table below says
+# which S2 maps each C3 map reads. That breaks the symmetry between maps and needs fewer
+# parameters: 6*(3*25 + 1) + 9*(4*25 + 1) + 1*(6*25 + 1) = 1,516 instead of 2,416.
+# The grader trains your `Model` itself; do not write a training loop here.
 
-MNIST digits are 28x28; the grader pads them to 32x32, as in the paper.
-
-    layer  what                                output     parameters
-    C1     conv 5x5, 6 maps, then tanh         6x28x28    (5*5*1 + 1)*6 = 156
-    S2     trainable 2x2 subsampling           6x14x14    (1 + 1)*6 = 12
-    C3     conv 5x5, 16 maps (partial table),  16x10x10   1,516
-           then tanh
-    S4     trainable 2x2 subsampling           16x5x5     (1 + 1)*16 = 32
-    C5     conv 5x5, 120 maps, then tanh       120x1x1    (5*5*16 + 1)*120 = 48,120
-    F6     fully connected 120 -> 84, tanh     84         (120 + 1)*84 = 10,164
-    output fully connected 84 -> 10            10         (84 + 1)*10 = 850
-"""
+# %%
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Which S2 maps each C3 map reads (the paper's Table I).
+# Which S2 maps each C3 map reads (the paper's Table I): six maps read 3 neighbouring maps,
+# nine read 4, and the last reads all 6.
 C3_TABLE = (
     (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
     (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
@@ -25,38 +35,48 @@ C3_TABLE = (
 )
 
 
+# %%
 class Subsample(nn.Module):
-    """S2/S4: average each 2x2 block, then scale and shift each map (2 parameters per map)."""
+    """S2 and S4: average each 2x2 block, then scale and shift each map (2 parameters per map)."""
 
     def __init__(self, channels):
         super().__init__()
-        # TODO: one trainable weight and one trainable bias per map (nn.Parameter)
-        raise NotImplementedError("create Subsample's parameters")
+        # One trainable weight and one trainable bias per map (nn.Parameter).
+        # YOUR CODE HERE
+        raise NotImplementedError()
 
     def forward(self, x):
-        # TODO: 2x2 average pooling, then x * weight + bias, per map
-        raise NotImplementedError("write Subsample.forward")
+        # 2x2 average pooling with stride 2, then x * weight + bias for each map.
+        # YOUR CODE HERE
+        raise NotImplementedError()
 
 
+# %%
 class C3(nn.Module):
-    """One small 5x5 convolution per output map, over the S2 maps C3_TABLE lists."""
+    """One small 5x5 convolution per output map, over the S2 maps that C3_TABLE lists."""
 
     def __init__(self, table=C3_TABLE):
         super().__init__()
-        # TODO: an nn.ModuleList with one nn.Conv2d(len(inputs), 1, 5) per entry of the table
-        raise NotImplementedError("create C3's convolutions")
+        self.table = table
+        # self.maps: an nn.ModuleList with one nn.Conv2d(len(inputs), 1, kernel_size=5) per entry.
+        # YOUR CODE HERE
+        raise NotImplementedError()
 
     def forward(self, x):
-        # TODO: run each convolution on its input maps and concatenate the 16 results
-        raise NotImplementedError("write C3.forward")
+        # Run each convolution on its own input maps and concatenate the 16 results (dim=1).
+        # YOUR CODE HERE
+        raise NotImplementedError()
 
 
+# %%
 class Model(nn.Module):
     def __init__(self):
         super().__init__()
-        # TODO: self.c1, self.s2, self.c3, self.s4, self.c5, self.f6, self.output
-        raise NotImplementedError("create the layers in Model.__init__")
+        # Create self.c1, self.s2, self.c3, self.s4, self.c5, self.f6 and self.output.
+        # YOUR CODE HERE
+        raise NotImplementedError()
 
     def forward(self, x):
-        # TODO: C1 -> tanh -> S2 -> C3 -> tanh -> S4 -> C5 -> tanh -> flatten -> F6 -> tanh -> output
-        raise NotImplementedError("write Model.forward")
+        # C1 -> tanh -> S2 -> C3 -> tanh -> S4 -> C5 -> tanh -> flatten -> F6 -> tanh -> output
+        # YOUR CODE HERE
+        raise NotImplementedError()

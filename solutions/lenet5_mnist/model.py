@@ -1,21 +1,32 @@
-"""Reference solution: LeNet-5 (LeCun et al., 1998) for 32x32 MNIST digits.
+# %% [markdown]
+# # LeNet-5 on MNIST
+#
+# LeNet-5 (LeCun et al., 1998) was the first convolutional network to read handwritten digits
+# well enough for real use. MNIST digits are 28x28; the grader pads them to 32x32, as in the paper.
+#
+# | layer | what | output | parameters |
+# |---|---|---|---|
+# | C1 | 5x5 convolution, 6 maps, then tanh | 6x28x28 | (5*5*1 + 1)*6 = 156 |
+# | S2 | trainable 2x2 subsampling | 6x14x14 | (1 + 1)*6 = 12 |
+# | C3 | 5x5 convolution, 16 maps over a partial connection table, then tanh | 16x10x10 | 1,516 |
+# | S4 | trainable 2x2 subsampling | 16x5x5 | (1 + 1)*16 = 32 |
+# | C5 | 5x5 convolution, 120 maps, then tanh | 120x1x1 | (5*5*16 + 1)*120 = 48,120 |
+# | F6 | fully connected 120 -> 84, then tanh | 84 | (120 + 1)*84 = 10,164 |
+# | output | fully connected 84 -> 10 | 10 | (84 + 1)*10 = 850 |
+#
+# A subsampling layer averages each 2x2 block and then multiplies by one trainable weight and adds
+# one trainable bias per map. C3 does not connect every map to every S2 map: the table below says
+# which S2 maps each C3 map reads. That breaks the symmetry between maps and needs fewer
+# parameters: 6*(3*25 + 1) + 9*(4*25 + 1) + 1*(6*25 + 1) = 1,516 instead of 2,416.
+# The grader trains your `Model` itself; do not write a training loop here.
 
-    layer  what                                output     parameters
-    C1     conv 5x5, 6 maps                    6x28x28    (5*5*1 + 1)*6   = 156
-    S2     trainable 2x2 subsampling           6x14x14    (1 + 1)*6       = 12
-    C3     conv 5x5, 16 maps, partial table    16x10x10   1,516 (see C3 below)
-    S4     trainable 2x2 subsampling           16x5x5     (1 + 1)*16      = 32
-    C5     conv 5x5, 120 maps                  120x1x1    (5*5*16 + 1)*120 = 48,120
-    F6     fully connected 120 -> 84           84         (120 + 1)*84    = 10,164
-    output fully connected 84 -> 10            10         (84 + 1)*10     = 850
-"""
+# %%
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Which S2 maps each C3 map reads (LeCun 1998, Table I): six maps see 3 neighbours,
-# nine see 4, and the last sees all 6. Breaking symmetry this way forces the maps
-# to learn different features, and it costs fewer parameters than full connection.
+# Which S2 maps each C3 map reads (the paper's Table I): six maps read 3 neighbouring maps,
+# nine read 4, and the last reads all 6.
 C3_TABLE = (
     (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
     (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
@@ -24,38 +35,52 @@ C3_TABLE = (
 )
 
 
+# %%
 class Subsample(nn.Module):
-    """S2/S4: average each 2x2 block, then one trainable scale and bias per map (2 per map)."""
+    """S2 and S4: average each 2x2 block, then scale and shift each map (2 parameters per map)."""
 
     def __init__(self, channels):
         super().__init__()
+        # One trainable weight and one trainable bias per map (nn.Parameter).
+        ### BEGIN SOLUTION
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        ### END SOLUTION
 
     def forward(self, x):
+        # 2x2 average pooling with stride 2, then x * weight + bias for each map.
+        ### BEGIN SOLUTION
         x = F.avg_pool2d(x, kernel_size=2, stride=2)
         return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        ### END SOLUTION
 
 
+# %%
 class C3(nn.Module):
-    """16 small convolutions, one per output map, each over the S2 maps the table lists.
-
-    Parameters: 6*(3*25 + 1) + 9*(4*25 + 1) + 1*(6*25 + 1) = 456 + 909 + 151 = 1,516.
-    """
+    """One small 5x5 convolution per output map, over the S2 maps that C3_TABLE lists."""
 
     def __init__(self, table=C3_TABLE):
         super().__init__()
         self.table = table
+        # self.maps: an nn.ModuleList with one nn.Conv2d(len(inputs), 1, kernel_size=5) per entry.
+        ### BEGIN SOLUTION
         self.maps = nn.ModuleList(nn.Conv2d(len(inputs), 1, kernel_size=5) for inputs in table)
+        ### END SOLUTION
 
     def forward(self, x):
+        # Run each convolution on its own input maps and concatenate the 16 results (dim=1).
+        ### BEGIN SOLUTION
         outputs = [conv(x[:, list(inputs)]) for conv, inputs in zip(self.maps, self.table)]
         return torch.cat(outputs, dim=1)
+        ### END SOLUTION
 
 
+# %%
 class Model(nn.Module):
     def __init__(self):
         super().__init__()
+        # Create self.c1, self.s2, self.c3, self.s4, self.c5, self.f6 and self.output.
+        ### BEGIN SOLUTION
         self.c1 = nn.Conv2d(1, 6, kernel_size=5)
         self.s2 = Subsample(6)
         self.c3 = C3()
@@ -63,11 +88,15 @@ class Model(nn.Module):
         self.c5 = nn.Conv2d(16, 120, kernel_size=5)
         self.f6 = nn.Linear(120, 84)
         self.output = nn.Linear(84, 10)
+        ### END SOLUTION
 
     def forward(self, x):
+        # C1 -> tanh -> S2 -> C3 -> tanh -> S4 -> C5 -> tanh -> flatten -> F6 -> tanh -> output
+        ### BEGIN SOLUTION
         x = self.s2(torch.tanh(self.c1(x)))
         x = self.s4(torch.tanh(self.c3(x)))
         x = torch.tanh(self.c5(x))
-        x = torch.flatten(x, 1)          # 120x1x1 -> 120
+        x = torch.flatten(x, 1)  # 120x1x1 -> 120
         x = torch.tanh(self.f6(x))
         return self.output(x)
+        ### END SOLUTION

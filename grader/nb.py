@@ -1,0 +1,71 @@
+"""Grading from inside a notebook: nbgrader test cells and students' self-checks.
+
+`nb.check("shapes", Model, assignment="cifar10_cnn")` grades the code the
+kernel has run so far through the same path as `grade notebook.ipynb`: the
+executed cells are filtered to their definitions, a worker process measures
+them and the parent scores them. So a notebook, nbgrader and the CLI give one
+score for one piece of code.
+
+For nbgrader, the check prints its feedback to stdout (nbgrader scores any
+stderr output as zero) and returns the points earned, which nbgrader reads as
+partial credit.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+from .runner import Options, grade
+from .spec import Spec, find_spec, load_spec
+from .submission import Source, from_cells, from_notebook
+
+QUICK_KINDS = frozenset({"shapes", "params", "functions"})
+
+
+def _kernel_cells() -> list[str] | None:
+    """The code cells this kernel has executed, oldest first, or None outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    history = shell.user_ns.get("In") or []
+    return [cell for cell in history[1:] if cell]
+
+
+def _source(spec: Spec) -> Source:
+    cells = _kernel_cells()
+    if cells is not None:
+        return from_cells(Path.cwd() / f"{spec.name}.ipynb", cells)
+    notebook = Path.cwd() / f"{spec.name}.ipynb"
+    return from_notebook(notebook)
+
+
+def _spec(assignment: str | None) -> Spec:
+    from .cli import course_roots
+
+    return load_spec(find_spec(Path.cwd(), assignment, course_roots()))
+
+
+def check(kind: str, model: type | None = None, assignment: str | None = None,
+          seed: int = 0) -> float:
+    """Run one check kind on the kernel's code; prints feedback, returns points earned.
+
+    `model` is accepted so test cells read naturally (`check("shapes", Model)`);
+    the grader measures the class the kernel defined, in a fresh worker process.
+    """
+    del model  # measured from the executed cells, never from the live object
+    spec = _spec(assignment)
+    opts = Options(only=frozenset({kind}), seed=seed, device=os.environ.get("GRADER_DEVICE", "auto"))
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        result = grade(Path.cwd(), spec, opts, source=_source(spec))
+    for c in result.checks:
+        print(f"{c.id}: {c.score:g} / {c.max_score:g}  ({c.status})")
+        print(c.feedback)
+    return float(result.score)
