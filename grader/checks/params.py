@@ -24,7 +24,10 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
                            {"layers": [], "expected_total": sum(x.params for x in expected)})
     modules = m.data("model")["modules"]
     counts = _subtree_counts(modules)
-    events = m.data("probe").get("events") or events_from_modules(modules)
+    events = list(m.data("probe").get("events") or [])
+    called = {e["path"] for e in events}
+    # modules the forward never reached (it crashed, or never calls them) still have parameters
+    events += events_from_modules([mod for mod in modules if mod["path"] not in called])
     matches = match_layers(expected, events)
     rows = [_row(mt, counts) for mt in matches if mt.expected.params or _has_params(mt, counts)]
     total, want_total = counts.get("", 0), sum(x.params for x in expected)

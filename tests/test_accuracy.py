@@ -1,0 +1,55 @@
+"""The accuracy check on real data, on the CPU: the reference passes, a crippled model fails."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import ASSIGNMENTS, SOLUTIONS, grade, variant
+from grader.data import prepare
+
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
+
+def accuracy_run(path, data_dir, *extra):
+    run = grade(path, "--only", "accuracy", "--device", "cpu", "--data-dir", str(data_dir),
+                "--format", "json", *extra)
+    assert "Traceback" not in run.err, run.err
+    return run, run.check("accuracy")
+
+
+def test_lenet5_solution_passes_on_real_mnist(data_dir):
+    run, acc = accuracy_run(SOLUTIONS / "lenet5_mnist", data_dir)
+    assert run.code == 0, acc["feedback"]
+    details = acc["details"]
+    assert details["dataset"] == {"name": "mnist", "variant": "full", "n_train": 60000, "n_test": 10000}
+    assert 0.97 <= details["accuracy"] <= 1.0
+    assert len(details["confusion"]) == 10 and sum(map(sum, details["confusion"])) == 10000
+    assert [sum(row) for row in details["confusion"]] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert details["curve"][-1]["loss"] < details["curve"][0]["loss"]
+
+
+def test_crippled_lenet5_fails(tmp_path, data_dir):
+    # The model never sees the image: it can only learn the most common digit.
+    path = variant(tmp_path, SOLUTIONS / "lenet5_mnist" / "model.py",
+                   [("x = self.s2(torch.tanh(self.c1(x)))", "x = self.s2(torch.tanh(self.c1(x * 0)))")])
+    run, acc = accuracy_run(path, data_dir, "--assignment", "lenet5_mnist")
+    assert run.code == 1
+    assert acc["score"] == 0 and acc["details"]["accuracy"] < 0.2
+    assert "Test accuracy 11.35%" in acc["feedback"]   # always "1", the most common test digit
+
+
+def test_same_seed_same_result(data_dir):
+    first = accuracy_run(SOLUTIONS / "cifar10_cnn", data_dir)[1]
+    second = accuracy_run(SOLUTIONS / "cifar10_cnn", data_dir)[1]
+    assert first["details"]["dataset"]["variant"] == "subset"
+    for key in ("accuracy", "confusion", "curve"):
+        assert first["details"][key] == second["details"][key]
+    assert first["score"] == second["score"]
+
+
+def test_test_labels_are_kept_apart_from_worker_files(data_dir):
+    spec_folder = ASSIGNMENTS / "cifar10_cnn"
+    data = prepare("cifar10", data_dir, spec_folder)
+    assert set(data.worker_files) == {"train_x", "train_y", "test_x"}
+    label_dir = str(__import__("pathlib").Path(data.labels_file).parent)
+    assert all(not f.startswith(label_dir) for f in data.worker_files.values())
+    assert len(data.test_labels()) == data.n_test == 932

@@ -1,0 +1,203 @@
+"""Planted-bug variants of the two model assignments: exact points lost, key numbers in feedback.
+
+Every variant is the reference solution with one mistake a student makes, graded through
+the real CLI (`--only shapes,params`, so no training).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SOLUTIONS, grade, variant
+
+CIFAR = SOLUTIONS / "cifar10_cnn" / "model.py"
+LENET = SOLUTIONS / "lenet5_mnist" / "model.py"
+
+
+def shapes_params(path) -> tuple[dict, dict, int]:
+    run = grade(path, "--assignment", path.parent.name if path.is_dir() else "cifar10_cnn",
+                "--only", "shapes,params", "--format", "json")
+    assert run.err == "" or "Traceback" not in run.err
+    return run.check("shapes"), run.check("params"), run.code
+
+
+def graded(path, assignment="cifar10_cnn"):
+    run = grade(path, "--assignment", assignment, "--only", "shapes,params", "--format", "json")
+    assert "Traceback" not in run.err, run.err
+    return run
+
+
+@pytest.mark.parametrize("assignment", ["cifar10_cnn", "lenet5_mnist"])
+def test_solution_full_marks_and_skeleton_zero(assignment):
+    good = grade(SOLUTIONS / assignment, "--only", "shapes,params", "--format", "json")
+    assert good.code == 0 and good.json()["score"] == good.json()["max_score"] == 7
+    skeleton = grade(SOLUTIONS.parent / "assignments" / assignment, "--only", "shapes,params")
+    assert skeleton.code == 1
+    assert "Traceback" not in skeleton.out + skeleton.err
+    assert "0 / 7 points" in skeleton.out
+    assert "a TODO is still unfinished" in skeleton.out
+
+
+def test_wrong_kernel_explains_formula(tmp_path):
+    run = graded(variant(tmp_path, CIFAR, [("nn.Conv2d(6, 16, kernel_size=5)",
+                                            "nn.Conv2d(6, 16, kernel_size=3)")]))
+    shapes, params = run.check("shapes"), run.check("params")
+    assert run.code == 1
+    assert shapes["score"] == 1.0           # conv1 and pool1 right: 2 of 8 layers
+    assert "conv2: got 16x12x12, expected 16x10x10: O = (14 - 3 + 2*0)/1 + 1 = 12 means K=3; " \
+           "the spec asks for K=5" in shapes["feedback"]
+    assert "fc1 expects 400 features, the flattened map has 576 = 16x6x6" in shapes["feedback"]
+    assert params["score"] == 2.0           # conv2 and the total wrong: 4 of 6 units
+    assert "conv2: got 880 parameters, expected (5*5*6 + 1)*16 = 2,416; yours: (3*3*6 + 1)*16 = 880" \
+        in params["feedback"]
+
+
+def test_wrong_padding_costs_shapes_not_params(tmp_path):
+    run = graded(variant(tmp_path, CIFAR, [("nn.Conv2d(3, 6, kernel_size=5)",
+                                            "nn.Conv2d(3, 6, kernel_size=5, padding=2)")]))
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == 0.0
+    assert "conv1: got 6x32x32, expected 6x28x28: O = (32 - 5 + 2*2)/1 + 1 = 32 means P=2; " \
+           "the spec asks for P=0" in shapes["feedback"]
+    assert "conv2: got 16x12x12, expected 16x10x10: its input is 6x16x16" in shapes["feedback"]
+    assert params["score"] == 3.0           # padding learns nothing
+
+
+def test_wrong_channel_count(tmp_path):
+    run = graded(variant(tmp_path, CIFAR, [("nn.Conv2d(3, 6, kernel_size=5)", "nn.Conv2d(3, 8, kernel_size=5)"),
+                                           ("nn.Conv2d(6, 16, kernel_size=5)", "nn.Conv2d(8, 16, kernel_size=5)")]))
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == 3.0           # conv1 and pool1 carry 8 maps: 6 of 8 layers right
+    assert "conv1: got 8x28x28, expected 6x28x28: it has 8 output channels; the spec asks for 6" \
+        in shapes["feedback"]
+    assert params["score"] == 1.5           # conv1, conv2 and the total wrong: 3 of 6
+    assert "conv1: got 608 parameters, expected (5*5*3 + 1)*6 = 456" in params["feedback"]
+    assert "total: 62,958 parameters, expected 62,006" in params["feedback"]
+
+
+def test_mismatched_fc1_says_where_forward_stopped(tmp_path):
+    run = graded(variant(tmp_path, CIFAR, [("nn.Linear(16 * 5 * 5, 120)", "nn.Linear(16 * 4 * 4, 120)")]))
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == 2.5           # 5 of 8 layers before the crash
+    assert "fc1 expects 256 features, the flattened map has 400 = 16x5x5" in shapes["feedback"]
+    assert "fc2: not reached" in shapes["feedback"]
+    assert params["score"] == 2.0
+    assert "fc1: got 30,840 parameters, expected (400 + 1)*120 = 48,120" in params["feedback"]
+
+
+def test_missing_activation(tmp_path):
+    run = graded(variant(tmp_path, CIFAR, [("self.pool(F.relu(self.conv2(x)))", "self.pool(self.conv2(x))")]))
+    assert run.check("shapes")["score"] == 3.5
+    assert "conv2: no activation after it; the spec asks for relu" in run.check("shapes")["feedback"]
+    assert run.check("params")["score"] == 3.0
+
+
+def test_renamed_layers_match_by_order(tmp_path):
+    renames = [("self.conv1", "self.first"), ("self.conv2", "self.second"), ("self.fc1", "self.hidden1"),
+               ("self.fc2", "self.hidden2"), ("self.fc3", "self.scores")]
+    text = CIFAR.read_text()
+    for old, new in renames:
+        text = text.replace(old, new)
+    path = tmp_path / "model.py"
+    path.write_text(text)
+    run = graded(path)
+    assert run.code == 0, run.out
+
+
+SEQUENTIAL = '''
+import torch
+from torch import nn
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+        self.classifier = nn.Sequential(
+            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+'''
+
+FUNCTIONAL = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 5)
+        self.b = nn.Conv2d(6, 16, 5)
+        self.c = nn.Linear(400, 120)
+        self.d = nn.Linear(120, 84)
+        self.e = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(torch.relu(self.a(x)), 2)
+        x = F.max_pool2d(self.b(x).relu(), 2, 2)
+        x = x.view(x.size(0), -1)
+        x = F.relu(self.c(x))
+        x = F.relu(self.d(x))
+        return self.e(x)
+'''
+
+
+@pytest.mark.parametrize("code", [SEQUENTIAL, FUNCTIONAL], ids=["sequential", "functional"])
+def test_other_styles_earn_full_marks(tmp_path, code):
+    path = tmp_path / "model.py"
+    path.write_text(code)
+    run = graded(path)
+    assert run.code == 0, run.json()["checks"]
+    assert run.json()["score"] == 7
+
+
+def test_sequential_with_wrong_kernel_names_the_sequential_layer(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(SEQUENTIAL.replace("nn.Conv2d(6, 16, 5)", "nn.Conv2d(6, 16, 3)"))
+    run = graded(path)
+    assert "conv2 (features.3): got 16x12x12, expected 16x10x10" in run.check("shapes")["feedback"]
+
+
+def test_lenet_fully_connected_c3_gets_half_of_c3(tmp_path):
+    run = graded(variant(tmp_path, LENET, [("        self.c3 = C3()\n",
+                                            "        self.c3 = nn.Conv2d(6, 16, kernel_size=5)\n")]),
+                 "lenet5_mnist")
+    params = run.check("params")
+    assert run.check("shapes")["score"] == 4.0
+    assert params["score"] == pytest.approx(3 * 6.5 / 8)   # 7 layers + total; C3 half, total wrong
+    assert "a fully connected C3 has (5*5*6+1)*16 = 2,416" in params["feedback"]
+    assert "total: 61,750 parameters, expected 60,850" in params["feedback"]
+
+
+def test_lenet_untrainable_subsampling_loses_s2_params(tmp_path):
+    run = graded(variant(tmp_path, LENET, [("        self.s2 = Subsample(6)\n",
+                                            "        self.s2 = nn.AvgPool2d(2)\n")]), "lenet5_mnist")
+    params = run.check("params")
+    assert run.check("shapes")["score"] == 4.0
+    assert params["score"] == pytest.approx(3 * 6 / 8)
+    assert "s2: got 0 parameters, expected (1 + 1)*6 = 12" in params["feedback"]
+
+
+def test_lenet_wrong_c5_kernel(tmp_path):
+    run = graded(variant(tmp_path, LENET, [("nn.Conv2d(16, 120, kernel_size=5)",
+                                            "nn.Conv2d(16, 120, kernel_size=3)")]), "lenet5_mnist")
+    shapes = run.check("shapes")
+    assert "c5: got 120x3x3, expected 120x1x1: O = (5 - 3 + 2*0)/1 + 1 = 3 means K=3; " \
+           "the spec asks for K=5" in shapes["feedback"]
+    assert "f6 expects 120 features, the flattened map has 1080 = 120x3x3" in shapes["feedback"]
+
+
+def test_json_is_schema_1():
+    run = grade(SOLUTIONS / "cifar10_cnn", "--only", "shapes,params", "--format", "json")
+    data = run.json()
+    assert data["schema"] == 1
+    assert set(data) >= {"assignment", "submission", "score", "max_score", "checks", "duration_s",
+                         "device", "versions"}
+    for c in data["checks"]:
+        assert set(c) == {"id", "kind", "score", "max_score", "status", "feedback", "details"}
+        assert c["status"] in ("passed", "failed", "error", "skipped")
+    json.dumps(data)
