@@ -22,8 +22,6 @@ from .runner import Options, grade
 from .spec import Spec, find_spec, load_spec
 from .submission import Source, from_cells, from_notebook
 
-QUICK_KINDS = frozenset({"shapes", "params", "functions"})
-
 
 def _kernel_cells() -> list[str] | None:
     """The code cells this kernel has executed, oldest first, or None outside IPython."""
@@ -69,3 +67,23 @@ def check(kind: str, model: type | None = None, assignment: str | None = None,
         print(f"{c.id}: {c.score:g} / {c.max_score:g}  ({c.status})")
         print(c.feedback)
     return float(result.score)
+
+
+def self_check(kinds: str | None = None, assignment: str | None = None):
+    """`from grader import check; check()`: the public checks as a table in the notebook.
+
+    Same checks as `grade check` (a smoke run instead of full training); `kinds`
+    narrows them, e.g. `check("shapes")` or `check("shapes,params")`.
+    """
+    from IPython.display import HTML
+
+    from .reporters.student import render_html
+    from .selfcheck import self_check as run_self_check
+
+    spec = _spec(assignment)
+    only = frozenset(k.strip() for k in kinds.split(",")) if kinds else None
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        result = run_self_check(Path.cwd(), spec, Options(only=only), full=False,
+                                source=_source(spec))
+    return HTML(render_html(result))

@@ -1,0 +1,56 @@
+"""The self-check table: one row per check with a hint, for a terminal or a notebook.
+
+Shorter than the full report on purpose: a student at midnight needs to see
+what is wrong and the first thing to fix, not every detail.
+"""
+from __future__ import annotations
+
+import html
+import io
+
+from rich.console import Console
+from rich.table import Table
+
+from ..results import CheckResult, GradeResult
+from .text import STYLES, status_mark, student_feedback
+
+
+def hint(check: CheckResult) -> str:
+    """The first line to act on: for a failed check, its first problem; else its summary."""
+    lines = [line for line in student_feedback(check).splitlines() if line.strip()]
+    if check.status in ("failed", "error") and len(lines) > 1 and check.kind in ("shapes", "params"):
+        return lines[1]
+    return lines[0] if lines else ""
+
+
+def score_text(check: CheckResult) -> str:
+    return "-" if check.max_score == 0 else f"{check.score:g} / {check.max_score:g}"
+
+
+def render(result: GradeResult, color: bool = False, width: int = 110) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=color, no_color=not color, width=width,
+                      highlight=False, emoji=False)
+    table = Table(title=f"{result.assignment}: {result.score:g} / {result.max_score:g} points "
+                        "(public checks)", title_justify="left")
+    for col in ("Check", "Score", "Status", "Hint"):
+        table.add_column(col, overflow="fold")
+    for c in result.checks:
+        table.add_row(c.id, score_text(c), f"[{STYLES[c.status]}]{status_mark(c.status)} {c.status}[/]",
+                      hint(c))
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    return buf.getvalue()
+
+
+def render_html(result: GradeResult) -> str:
+    """The same table as HTML, for `check()` in a notebook."""
+    colors = {"passed": "#1a7f37", "failed": "#cf222e", "error": "#cf222e", "skipped": "#6e7781"}
+    rows = "".join(
+        f"<tr><td>{html.escape(c.id)}</td><td>{score_text(c)}</td>"
+        f"<td style='color:{colors[c.status]}'>{status_mark(c.status)} {c.status}</td>"
+        f"<td style='text-align:left'>{html.escape(hint(c))}</td></tr>" for c in result.checks)
+    return (f"<p><b>{html.escape(result.assignment)}: {result.score:g} / {result.max_score:g} points"
+            "</b> (public checks)</p><table><tr><th>Check</th><th>Score</th><th>Status</th>"
+            f"<th>Hint</th></tr>{rows}</table>")

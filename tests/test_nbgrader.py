@@ -1,0 +1,82 @@
+"""nbgrader end to end: the course pack's notebooks work with the real nbgrader command,
+and the gradebook's scores equal the CLI's for the same code."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from conftest import ASSIGNMENTS, REPO, SOLUTIONS, grade
+from grader import course
+
+ASSIGNMENT = "cifar10_cnn"
+
+
+def nbgrader(course_dir, *args, env=None):
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_dir,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("name", course.assignment_names(REPO))
+def test_generated_files_are_up_to_date(tmp_path, name):
+    """`grade course build` reproduces the committed skeleton and notebooks byte for byte."""
+    for tree in ("assignments", "solutions"):
+        shutil.copytree(REPO / tree / name, tmp_path / tree / name)
+    for path in course.build(tmp_path, name):
+        committed = REPO / path.relative_to(tmp_path)
+        assert path.read_bytes() == committed.read_bytes(), \
+            f"{committed} is out of date: run `grade course build {name}`"
+
+
+def test_skeleton_replaces_solution_regions():
+    text = "def f(x):\n    # hint stays\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"
+    assert course.make_skeleton(text) == \
+        "def f(x):\n    # hint stays\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+
+
+def submitted_notebook(release, solution_code: str):
+    nb = nbformat.read(release, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = solution_code
+    return nb
+
+
+def model_cell(text: str) -> str:
+    return "class Model" + text.split("# %%\nclass Model")[1]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_autograde_round_trip_matches_cli(tmp_path, data_dir):
+    course_dir = tmp_path / "course"
+    run = grade("nbgrader", "init", course_dir, "-a", ASSIGNMENT)
+    assert run.code == 0, run.err
+    nbgrader(course_dir, "generate_assignment", ASSIGNMENT)
+    release = course_dir / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    good = model_cell((SOLUTIONS / ASSIGNMENT / "model.py").read_text())
+    buggy = good.replace("nn.Conv2d(6, 16, kernel_size=5)", "nn.Conv2d(6, 16, kernel_size=3)")
+    for student, code in (("alice", good), ("bob", buggy)):
+        folder = course_dir / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        nbformat.write(submitted_notebook(release, code), folder / release.name)
+    nbgrader(course_dir, "autograde", ASSIGNMENT, env={"GRADER_DATA": str(data_dir)})
+
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+        for student, code in (("alice", good), ("bob", buggy)):
+            py = tmp_path / student / "model.py"
+            py.parent.mkdir()
+            py.write_text("import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n" + code)
+            cli = grade(py, "--assignment", ASSIGNMENT, "--format", "json", "--data-dir", data_dir).json()
+            for check in cli["checks"]:
+                cell = gb.find_grade(f"test-{check['id']}", ASSIGNMENT, ASSIGNMENT, student)
+                assert cell.score == pytest.approx(check["score"]), (student, check["id"])
+    assert cli["score"] < cli["max_score"]  # bob lost points
