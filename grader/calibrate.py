@@ -12,8 +12,13 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UsageError
 from .runner import Options, grade
 from .spec import Spec
+
+
+class CalibrationFailed(UsageError):
+    """The reference solution itself did not train: no threshold can be proposed."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ def calibrate(solution: Path, spec: Spec, seeds: list[int], opts: Options) -> Ca
                            only=frozenset({"accuracy"}), timeout_s=opts.timeout_s)
         check = grade(solution, spec, run_opts).checks[0]
         if "accuracy" not in check.details or check.status == "error":
-            raise RuntimeError(f"the reference solution did not train on seed {seed}: {check.feedback}")
+            raise CalibrationFailed(f"the reference solution did not train on seed {seed}: "
+                                    f"{check.feedback}")
         accuracies.append(check.details["accuracy"])
         seconds.append(check.details.get("train_seconds") or 0.0)
         variant, device = check.details["dataset"]["variant"], check.details.get("device", "")
