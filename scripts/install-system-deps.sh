@@ -2,7 +2,7 @@
 # System packages the test suite uses (headless browser for HTML reports, bubblewrap for the
 # sandbox). Installs only what is missing; needs root or sudo. Safe to run repeatedly.
 set -euo pipefail
-PACKAGES=()
+PACKAGES=(chromium)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

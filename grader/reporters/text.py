@@ -6,6 +6,7 @@ that is not a terminal (the CLI decides and passes `color`).
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 from rich.table import Table
@@ -14,14 +15,31 @@ from ..results import CheckResult, GradeResult
 
 MARKS = {"passed": "✔", "failed": "✘", "error": "!", "skipped": "-"}
 STYLES = {"passed": "green", "failed": "red", "error": "bold red", "skipped": "dim"}
+CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+                     r"|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def status_mark(status: str) -> str:
     return MARKS.get(status, "?")
 
 
+def plain(text: str) -> str:
+    """`text` without escape sequences and control characters. Feedback can quote what a
+    submission printed or raised: that must not colour or move a terminal (NO_COLOR and
+    piped output stay plain), nor put bytes into a report file that its readers reject."""
+    return CONTROL.sub("", text)
+
+
 def fmt_shape(shape) -> str:
     return "x".join(str(v) for v in shape) if shape else "-"
+
+
+HIDDEN_FEEDBACK = "Your instructor sees the feedback for this check; it is not shown here."
+
+
+def student_feedback(check: CheckResult) -> str:
+    """Feedback a student may read: a hidden check's feedback (and details) are for instructors."""
+    return HIDDEN_FEEDBACK if check.hidden else check.feedback
 
 
 def layer_rows(check: CheckResult) -> list[list[str]]:
@@ -47,7 +65,7 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
     console.print(summary)
     for c in result.checks:
         console.print(f"\n[bold]{c.id}[/] ({c.kind})")
-        console.print(c.feedback, markup=False)
+        console.print(plain(c.feedback), markup=False)
         rows = layer_rows(c)
         if rows and c.status != "passed":
             table = Table(show_header=True, header_style="bold")
@@ -59,7 +77,7 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
     if result.skipped_cells:
         console.print("\n[bold]Notebook statements not run[/]")
         for s in result.skipped_cells:
-            console.print(f"  cell {s['cell']}: {s['line']}  ({s['reason']})", markup=False)
+            console.print(f"  cell {s['cell']}: {plain(s['line'])}  ({s['reason']})", markup=False)
     for note in result.notes:
-        console.print(f"\nnote: {note}", markup=False)
+        console.print(f"\nnote: {plain(note)}", markup=False)
     return buf.getvalue()
