@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nbformat
 
-from .spec import Spec, load_spec
+from .spec import CheckSpec, Spec, load_spec
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
@@ -86,11 +86,12 @@ def solution_file(solutions: Path, name: str) -> Path:
     raise FileNotFoundError(f"no model.py or {name}.py in {solutions / name}")
 
 
-def test_cell_source(spec: Spec, kind: str, points: float) -> str:
-    model = ", Model" if kind in ("shapes", "params", "accuracy") else ""
-    return (f"# Autograder test: {CHECK_TITLES[kind]} ({points:g} points). Run it to check your work.\n"
+def test_cell_source(spec: Spec, check: CheckSpec) -> str:
+    model = ", Model" if check.kind in ("shapes", "params", "accuracy") else ""
+    title = CHECK_TITLES[check.kind] if check.id == check.kind else f"{check.id}"
+    return (f"# Autograder test: {title} ({check.points:g} points). Run it to check your work.\n"
             "from grader import nb\n"
-            f'nb.check("{kind}"{model}, assignment="{spec.name}")')
+            f'nb.check("{check.id}"{model}, assignment="{spec.name}")')
 
 
 def source_notebook(spec: Spec, solution_text: str) -> nbformat.NotebookNode:
@@ -106,7 +107,7 @@ def source_notebook(spec: Spec, solution_text: str) -> nbformat.NotebookNode:
             code.metadata["nbgrader"] = _nbgrader_meta(f"{spec.name}-solution-{i}", solution=True)
         nb.cells.append(code)
     for check in spec.checks:
-        test = nbformat.v4.new_code_cell(test_cell_source(spec, check.kind, check.points))
+        test = nbformat.v4.new_code_cell(test_cell_source(spec, check))
         test.metadata["nbgrader"] = _nbgrader_meta(f"test-{check.id}", grade=True,
                                                    points=check.points)
         nb.cells.append(test)

@@ -50,16 +50,17 @@ def _spec(assignment: str | None) -> Spec:
     return load_spec(find_spec(Path.cwd(), assignment, course_roots()))
 
 
-def check(kind: str, model: type | None = None, assignment: str | None = None,
+def check(name: str, model: type | None = None, assignment: str | None = None,
           seed: int = 0) -> float:
-    """Run one check kind on the kernel's code; prints feedback, returns points earned.
+    """Run one check (by id, or every check of a kind) on the kernel's code; prints
+    feedback and returns the points earned.
 
     `model` is accepted so test cells read naturally (`check("shapes", Model)`);
     the grader measures the class the kernel defined, in a fresh worker process.
     """
     del model  # measured from the executed cells, never from the live object
     spec = _spec(assignment)
-    opts = Options(only=frozenset({kind}), seed=seed, device=os.environ.get("GRADER_DEVICE", "auto"))
+    opts = Options(only=frozenset({name}), seed=seed, device=os.environ.get("GRADER_DEVICE", "auto"))
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         result = grade(Path.cwd(), spec, opts, source=_source(spec))

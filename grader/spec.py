@@ -6,6 +6,7 @@ student is graded against it, rather than silently costing students points.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,37 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class FunctionSpec:
+    """A module-level function the student writes (top-level `functions:` entry)."""
+
+    name: str
+    signature: str = ""                # shown in feedback, e.g. "conv2d(x, weight, bias=None)"
+    reference: str | None = None       # grader reference for cases without `expect`
+    returns: str = "any"               # any | int | float | tensor
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    forbid: tuple[str, ...] = ()       # torch functions it must not call ("from scratch")
+    time_limit_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One call of a student function: inputs, and where the expected value comes from."""
+
+    function: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    expect: Any = None
+    has_expect: bool = False           # `expect:` given (else the reference computes it)
+    reference: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    label: str = ""
+    hidden: bool = False               # from hidden_cases.yaml: inputs never shown to students
+    where: str = ""                    # file and key, for error messages
+
+
+@dataclass(frozen=True)
 class TrainingSpec:
     dataset: str
     epochs: int
@@ -101,7 +133,7 @@ class Spec:
     checks: tuple[CheckSpec, ...]
     training: TrainingSpec | None
     timeout_s: float
-    functions: tuple[dict[str, Any], ...] = ()
+    functions: tuple[FunctionSpec, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -173,16 +205,7 @@ def _kind(value: Any) -> str:
 def load_spec(path: Path | str) -> Spec:
     """Parse and validate a spec.yaml; raises SpecError naming the file and the key."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(path, "(file)", f"cannot be read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        raise SpecError(path, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}",
-                        "check the indentation and the colons on that line") from exc
-    top = _Reader(path, data, "")
+    top = _Reader(path, _read_yaml(path), "")
     top.unknown({"name", "title", "input_shape", "layers", "checks", "training", "timeout_s",
                  "functions", "notes"})
     name = top.get("name", str)
@@ -191,7 +214,11 @@ def load_spec(path: Path | str) -> Spec:
                         f"set `name: {path.parent.name}` (assignment names are folder names)")
     layers = tuple(_layer(path, raw, i) for i, raw in enumerate(top.get("layers", list, [])))
     _check_unique(path, "layers", [layer.name for layer in layers])
-    checks = tuple(_check(path, raw, i) for i, raw in enumerate(top.get("checks", list)))
+    functions = tuple(_function(path, raw, i)
+                      for i, raw in enumerate(top.get("functions", list, [])))
+    _check_unique(path, "functions", [f.name for f in functions])
+    checks = tuple(_check(path, raw, i, functions)
+                   for i, raw in enumerate(top.get("checks", list)))
     _check_unique(path, "checks", [c.id for c in checks])
     raw_training = top.get("training", dict, None)
     spec = Spec(
@@ -200,10 +227,22 @@ def load_spec(path: Path | str) -> Spec:
         layers=layers, checks=checks,
         training=_training(path, raw_training) if raw_training is not None else None,
         timeout_s=float(top.positive("timeout_s", 600, kind=float)),
-        functions=tuple(top.get("functions", list, [])),
+        functions=functions,
     )
     _cross_check(spec)
     return spec
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(path, "(file)", f"cannot be read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise SpecError(path, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}",
+                        "check the indentation and the colons on that line") from exc
 
 
 def _check_unique(path: Path, key: str, names: list[str]) -> None:
@@ -255,7 +294,7 @@ def _alt(path: Path, raw: Any, where: str) -> AltParams:
     return AltParams(r.positive("count"), credit, r.get("note", str, ""))
 
 
-def _check(path: Path, raw: Any, i: int) -> CheckSpec:
+def _check(path: Path, raw: Any, i: int, functions: tuple[FunctionSpec, ...] = ()) -> CheckSpec:
     r = _Reader(path, raw, f"checks[{i}]")
     kind = r.get("kind", str)
     if kind not in CHECK_KINDS:
@@ -264,8 +303,10 @@ def _check(path: Path, raw: Any, i: int) -> CheckSpec:
     options = {k: v for k, v in raw.items() if k not in ("id", "kind", "points")}
     if kind == "accuracy":
         _accuracy_options(path, r)
+    elif kind == "functions":
+        options = _functions_options(path, r, functions)
     else:
-        r.unknown({"id", "kind", "points"} | ({"cases"} if kind == "functions" else set()))
+        r.unknown({"id", "kind", "points"})
     return CheckSpec(id=r.get("id", str, kind), kind=kind,
                      points=float(r.positive("points", kind=float)), options=options)
 
@@ -288,6 +329,265 @@ def _threshold(path: Path, r: _Reader) -> None:
         raise SpecError(path, r.key("partial_from"),
                         f"must be below min_accuracy ({lo} >= {hi})",
                         "partial credit grows linearly from partial_from up to min_accuracy")
+
+
+# ---------------------------------------------------------------- functions checks
+#
+# Top level, once per student function:
+#   functions:
+#     - {name: conv2d, signature: "conv2d(x, weight, bias=None, stride=1, padding=0)",
+#        reference: conv2d, returns: tensor, rtol: 1.0e-4, atol: 1.0e-5, forbid: [conv2d]}
+# A check of kind `functions` lists the calls it grades; it scores points * (cases passed / cases):
+#   - id: conv2d
+#     kind: functions
+#     points: 4
+#     function: conv2d                       # default for the cases below
+#     cases:
+#       - {label: "...", args: [{random: [2, 3, 7, 7], seed: 1}, ...], kwargs: {stride: 2}}
+#       - {args: [...], expect: {tensor: [[...]]}, atol: 0.01}
+#       - {hidden: conv2d}                   # the cases under `conv2d:` in hidden_cases.yaml
+# Values: numbers, strings, lists, {tensor: NESTED_LIST, dtype: float32},
+# {random: SHAPE, seed: N, dist: normal|uniform|integers|simplex, low:, high:, scale:},
+# {model: [[Linear, 784, 512], [ReLU], [Conv2d, 1, 64, 5, {bias: false}]], freeze: [0]}.
+# Random inputs depend only on the seed written here (not on --seed), so a student's self-check
+# and the instructor's run call the functions on the same inputs. `returns: int` demands whole
+# numbers (int or an integer tensor); `tensor` a torch.Tensor; `float` and `any` accept numbers.
+# Hidden groups live in solutions/<name>/hidden_cases.yaml (or $GRADER_SOLUTIONS/<name>/):
+# a mapping from group name to a list of cases in the same format.
+
+HIDDEN_CASES_FILE = "hidden_cases.yaml"
+RETURNS = ("any", "int", "float", "tensor")
+DTYPES = ("float32", "float64", "int64", "bool")
+RANDOM_DISTS = ("normal", "uniform", "integers", "simplex")
+MODEL_LAYERS = ("Linear", "Conv2d", "ReLU", "Tanh", "Sigmoid", "Flatten", "MaxPool2d", "AvgPool2d")
+MAX_RANDOM_VALUES = 100_000
+
+
+def hidden_cases_file(spec_path: Path) -> Path:
+    """Where an assignment's hidden cases live: $GRADER_SOLUTIONS/<name>/, else the course's
+    solutions/<name>/ beside assignments/ (present on instructors' machines only)."""
+    name = spec_path.parent.name
+    root = os.environ.get("GRADER_SOLUTIONS")
+    base = Path(root) if root else spec_path.resolve().parent.parent.parent / "solutions"
+    return base / name / HIDDEN_CASES_FILE
+
+
+def _function(path: Path, raw: Any, i: int) -> FunctionSpec:
+    r = _Reader(path, raw, f"functions[{i}]")
+    r.unknown({"name", "signature", "reference", "returns", "rtol", "atol", "forbid",
+               "time_limit_s", "note"})
+    name = r.get("name", str)
+    if not name.isidentifier():
+        raise SpecError(path, r.key("name"), f"{name!r} is not a Python function name",
+                        "use the name students write after `def`, e.g. conv2d")
+    reference = r.get("reference", str, None)
+    _known_reference(path, r.key("reference"), reference)
+    returns = r.get("returns", str, "any")
+    if returns not in RETURNS:
+        raise SpecError(path, r.key("returns"), f"unknown return kind {returns!r}",
+                        f"use one of: {', '.join(RETURNS)}")
+    forbid = r.get("forbid", list, [])
+    if not all(isinstance(f, str) for f in forbid):
+        raise SpecError(path, r.key("forbid"), "expected a list of torch function names",
+                        "e.g. forbid: [conv2d, max_pool2d]")
+    return FunctionSpec(name=name, signature=r.get("signature", str, ""), reference=reference,
+                        returns=returns, rtol=_tolerance(path, r, "rtol", 1e-4),
+                        atol=_tolerance(path, r, "atol", 1e-5), forbid=tuple(forbid),
+                        time_limit_s=float(r.positive("time_limit_s", 5.0, kind=float)))
+
+
+def _tolerance(path: Path, r: _Reader, key: str, default: float | None) -> float | None:
+    value = r.get(key, (int, float), default)
+    if value is not None and value < 0:
+        raise SpecError(path, r.key(key), f"must be >= 0, got {value}", "e.g. atol: 1.0e-5")
+    return None if value is None else float(value)
+
+
+def _known_reference(path: Path, key: str, name: str | None) -> None:
+    from .checks.functions import REFERENCES
+
+    if name is not None and name not in REFERENCES:
+        raise SpecError(path, key, f"unknown reference {name!r}",
+                        f"use one of: {', '.join(sorted(REFERENCES))}; or give `expect:` values")
+
+
+def _functions_options(path: Path, r: _Reader,
+                       functions: tuple[FunctionSpec, ...]) -> dict[str, Any]:
+    r.unknown({"id", "kind", "points", "function", "cases"})
+    by_name = {f.name: f for f in functions}
+    default = r.get("function", str, None)
+    if default is not None and default not in by_name:
+        raise SpecError(path, r.key("function"), f"names no function under `functions:` ({default!r})",
+                        f"declare it at the top level: `functions: [{{name: {default}}}]`")
+    raw_cases = r.get("cases", list, fix="list the calls to grade, e.g. `- {args: [32, 5], expect: 28}`")
+    cases: list[CaseSpec] = []
+    absent: list[str] = []
+    for j, raw in enumerate(raw_cases):
+        where = f"{r.key('cases')}[{j}]"
+        if isinstance(raw, dict) and "hidden" in raw:
+            hidden = _hidden_cases(path, raw, where, default, by_name)
+            if hidden is None:
+                absent.append(raw["hidden"])
+            else:
+                cases.extend(hidden)
+        else:
+            cases.append(_case(path, raw, where, default, by_name))
+    if not any(not c.hidden for c in cases):
+        raise SpecError(path, r.key("cases"), "has no visible case",
+                        "give students at least one case they can run themselves")
+    return {"function": default, "cases": tuple(cases), "hidden_absent": tuple(absent)}
+
+
+def _hidden_cases(path: Path, raw: dict, where: str, default: str | None,
+                  by_name: dict[str, FunctionSpec]) -> list[CaseSpec] | None:
+    """The cases a `{hidden: GROUP}` entry stands for, or None where no solutions/ is present."""
+    r = _Reader(path, raw, where)
+    r.unknown({"hidden", "function"})
+    group = r.get("hidden", str)
+    function = r.get("function", str, default)
+    file = hidden_cases_file(path)
+    if not file.is_file():
+        return None
+    top = _Reader(file, _read_yaml(file), "")
+    raws = top.get(group, list, fix=f"add `{group}:` with a list of cases, or remove "
+                                    f"`hidden: {group}` from {path}")
+    from dataclasses import replace
+
+    return [replace(_case(file, c, f"{group}[{k}]", function, by_name), hidden=True)
+            for k, c in enumerate(raws)]
+
+
+def _case(file: Path, raw: Any, where: str, default: str | None,
+          by_name: dict[str, FunctionSpec]) -> CaseSpec:
+    r = _Reader(file, raw, where)
+    r.unknown({"function", "label", "args", "kwargs", "expect", "reference", "rtol", "atol"})
+    name = r.get("function", str, default)
+    if name is None:
+        raise SpecError(file, r.key("function"), "missing",
+                        "name the student function this case calls, or set `function:` on the check")
+    if name not in by_name:
+        raise SpecError(file, r.key("function"), f"names no function under `functions:` ({name!r})",
+                        f"declare it at the top level: `functions: [{{name: {name}}}]`")
+    args = r.get("args", list, [])
+    for n, value in enumerate(args):
+        _value(file, value, f"{r.key('args')}[{n}]")
+    kwargs = r.get("kwargs", dict, {})
+    for k, value in kwargs.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise SpecError(file, r.key("kwargs"), f"{k!r} is not an argument name",
+                            "write keyword arguments as `name: value`")
+        _value(file, value, f"{r.key('kwargs')}.{k}")
+    has_expect = "expect" in r.data
+    if has_expect:
+        _value(file, r.data["expect"], r.key("expect"), expect=True)
+        _numeric(file, r.key("expect"), r.data["expect"])
+    reference = r.get("reference", str, None)
+    _known_reference(file, r.key("reference"), reference)
+    if not has_expect and reference is None and by_name[name].reference is None:
+        raise SpecError(file, where, "has neither `expect:` nor a reference to compute it",
+                        f"add `expect: VALUE`, or `reference: NAME` here or on function {name}")
+    return CaseSpec(function=name, args=tuple(args), kwargs=dict(kwargs),
+                    expect=r.data.get("expect"), has_expect=has_expect, reference=reference,
+                    rtol=_tolerance(file, r, "rtol", None), atol=_tolerance(file, r, "atol", None),
+                    label=str(r.get("label", (str, int, float), "")), where=f"{file.name}: {where}")
+
+
+def _value(file: Path, raw: Any, where: str, expect: bool = False) -> None:
+    """Validate one argument (or expected) value: plain YAML, or a tensor/random/model mapping."""
+    if raw is None or isinstance(raw, (bool, int, float, str)):
+        return
+    if isinstance(raw, list):
+        for n, item in enumerate(raw):
+            _value(file, item, f"{where}[{n}]", expect)
+        return
+    if not isinstance(raw, dict):
+        raise SpecError(file, where, f"cannot be used as a value ({_kind(raw)})")
+    kinds = [k for k in ("tensor", "random", "model") if k in raw]
+    if len(kinds) != 1 or (expect and kinds[0] != "tensor"):
+        allowed = "{tensor: [...]}" if expect else "{tensor: [...]}, {random: SHAPE, seed: N} or {model: [...]}"
+        raise SpecError(file, where, "is a mapping but not a value the grader knows",
+                        f"write it as {allowed}")
+    r = _Reader(file, raw, where)
+    if kinds[0] == "tensor":
+        r.unknown({"tensor", "dtype"})
+        _dtype(file, r, "float32")
+        import numpy as np
+
+        try:
+            arr = np.asarray(raw["tensor"], dtype=float)
+        except (ValueError, TypeError) as exc:
+            raise SpecError(file, r.key("tensor"), "is not a rectangular list of numbers",
+                            "give every row the same length") from exc
+        if arr.size == 0:
+            raise SpecError(file, r.key("tensor"), "is empty")
+    elif kinds[0] == "random":
+        r.unknown({"random", "seed", "dist", "low", "high", "scale", "dtype"})
+        shape = r.get("random", list, fix="the shape, e.g. random: [2, 3, 7, 7]")
+        if not shape or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                for v in shape):
+            raise SpecError(file, r.key("random"), f"expected a shape of positive integers, got {shape!r}",
+                            "e.g. random: [2, 3, 7, 7]")
+        size = 1
+        for v in shape:
+            size *= v
+        if size > MAX_RANDOM_VALUES:
+            raise SpecError(file, r.key("random"), f"has {size:,} values (at most {MAX_RANDOM_VALUES:,})",
+                            "small inputs find the same mistakes and keep grading quick")
+        seed = r.get("seed", int, fix="give each random input its own seed, e.g. seed: 1")
+        if seed < 0:
+            raise SpecError(file, r.key("seed"), f"must be >= 0, got {seed}")
+        dist = r.get("dist", str, "normal")
+        if dist not in RANDOM_DISTS:
+            raise SpecError(file, r.key("dist"), f"unknown distribution {dist!r}",
+                            f"use one of: {', '.join(RANDOM_DISTS)}")
+        low, high = r.get("low", (int, float), 0), r.get("high", (int, float), 1)
+        if dist in ("uniform", "integers") and not low < high:
+            raise SpecError(file, r.key("high"), f"must be above low ({high} <= {low})")
+        r.positive("scale", 1.0, kind=float)
+        _dtype(file, r, "int64" if dist == "integers" else "float32")
+    else:
+        r.unknown({"model", "freeze"})
+        layers = r.get("model", list, fix="e.g. model: [[Linear, 784, 512], [ReLU], [Linear, 512, 10]]")
+        for n, layer in enumerate(layers):
+            key = f"{r.key('model')}[{n}]"
+            if not (isinstance(layer, list) and layer and layer[0] in MODEL_LAYERS):
+                raise SpecError(file, key, f"is not a layer: {layer!r}",
+                                f"write [Name, args...] with Name one of: {', '.join(MODEL_LAYERS)}")
+            for n_arg, a in enumerate(layer[1:], start=1):
+                if isinstance(a, dict) and n_arg == len(layer) - 1:
+                    bad = sorted(set(a) - {"bias", "stride", "padding"})
+                    if bad or not all(isinstance(v, (bool, int)) for v in a.values()):
+                        raise SpecError(file, key, f"has keyword arguments the grader does not "
+                                                   f"build models with: {a!r}",
+                                        "use bias: true/false, stride: N or padding: N")
+                elif not isinstance(a, int) or isinstance(a, bool):
+                    raise SpecError(file, key, f"has an argument {a!r} that is not an integer",
+                                    "keyword arguments go last, as a mapping: {bias: false}")
+        for index in r.get("freeze", list, []):
+            if not (isinstance(index, int) and 0 <= index < len(layers)):
+                raise SpecError(file, r.key("freeze"), f"{index!r} is not a layer index",
+                                f"use 0 to {len(layers) - 1}")
+
+
+def _numeric(file: Path, key: str, raw: Any) -> None:
+    """An expected value must be numbers in a rectangular grid, or true/false."""
+    import numpy as np
+
+    plain = raw["tensor"] if isinstance(raw, dict) else raw
+    try:
+        arr = np.asarray(plain)
+        ok = arr.dtype.kind in "biuf"
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SpecError(file, key, f"is not a number or a rectangular list of numbers: {raw!r}",
+                        "write e.g. `expect: 28`, `expect: [7, 5, 3, 1]` or `expect: {tensor: [[...]]}`")
+
+
+def _dtype(file: Path, r: _Reader, default: str) -> None:
+    dtype = r.get("dtype", str, default)
+    if dtype not in DTYPES:
+        raise SpecError(file, r.key("dtype"), f"unknown dtype {dtype!r}", f"use one of: {', '.join(DTYPES)}")
 
 
 def _training(path: Path, raw: Any) -> TrainingSpec:

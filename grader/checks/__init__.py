@@ -6,7 +6,7 @@ so the runner starts only the work the selected checks use.
 """
 from __future__ import annotations
 
-from . import accuracy, params, shapes
+from . import accuracy, functions, params, shapes
 
 STAGES_FOR_KIND = {
     "shapes": ("load", "model", "probe"),
@@ -15,4 +15,4 @@ STAGES_FOR_KIND = {
     "accuracy": ("load", "model", "train"),
 }
 
-__all__ = ["accuracy", "params", "shapes", "STAGES_FOR_KIND"]
+__all__ = ["accuracy", "functions", "params", "shapes", "STAGES_FOR_KIND"]

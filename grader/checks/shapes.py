@@ -43,9 +43,10 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     if output_problem:
         fraction = min(fraction, (len(rows) - 1) / len(rows))
     score = score_fraction(check.points, fraction)
-    lines = [r["message"] for r in rows if not r["ok"]]
+    lines = [r["message"] for r in rows if not r["ok"] and r["got"] is not None]
     if crash:
-        lines.insert(0, crash)
+        lines.append(crash)  # after the layers: the first wrong layer is usually the cause
+    lines += [r["message"] for r in rows if not r["ok"] and r["got"] is None]
     if output_problem:
         lines.append(output_problem)
     header = f"{passed} of {len(rows)} layers have the expected shape."

@@ -23,11 +23,14 @@ def main(job: Path) -> int:
     entry = job / request["entry"]
     student_root = entry.parent
     state: dict[str, Any] = {}
+    failed: set[str] = set()
     for stage in request["stages"]:
+        if "load" in failed or ("model" in failed and stage != "functions"):
+            continue  # nothing later can run without the code; only functions run without a model
         result = _run_stage(stage, request, state, student_root)
         protocol.write_json_atomic(protocol.stage_path(job, stage), result)
-        if not result.get("ok") and stage in ("load", "model"):
-            break  # nothing later can run without the code and the model
+        if not result.get("ok"):
+            failed.add(stage)
     return 0
 
 
@@ -129,7 +132,14 @@ def _progress_writer(job: Path):
     return lambda point: protocol.write_json_atomic(path, point)
 
 
-STAGES = {"load": stage_load, "model": stage_model, "probe": stage_probe, "train": stage_train}
+def stage_functions(request: dict, state: dict) -> dict:
+    from .functions import stage_functions as call_functions
+
+    return call_functions(request, state)
+
+
+STAGES = {"load": stage_load, "model": stage_model, "probe": stage_probe,
+          "functions": stage_functions, "train": stage_train}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+# %% [markdown]
+# # Convolution arithmetic, from scratch
+#
+# A convolution layer slides a small kernel over an image. At every position it multiplies the
+# kernel with the patch under it, element by element, and adds the products up: one number of the
+# output feature map. PyTorch's `nn.Conv2d` does exactly this (strictly speaking a
+# cross-correlation: the kernel is not flipped). Here you write it yourself, and the size
+# arithmetic that goes with it.
+#
+# Rules: use plain tensor operations (indexing, slicing, `*`, `.sum()`, `torch.nn.functional.pad`).
+# `torch.nn.functional.conv2d`, `nn.Conv2d` and friends are off limits; the grader notices them.
+
+# %%
+import torch
+import torch.nn.functional as F
+
+# %% [markdown]
+# ## 1. Output sizes
+#
+# An input of side I, a kernel of side K, padding P on every border and stride S give an output
+# of side O = floor((I - K + 2P) / S) + 1. For a 32x32 image and a 5x5 kernel that is 28; after
+# 2x2 pooling (14x14) the next 5x5 kernel gives 10. Sizes are whole numbers: return an `int`.
+
+# %%
+def conv_output_size(I, K, P=0, S=1):
+    """Side length of a convolution's output: floor((I - K + 2P) / S) + 1."""
+    ### BEGIN SOLUTION
+    return (I - K + 2 * P) // S + 1
+    ### END SOLUTION
+
+
+# %% [markdown]
+# Three paddings have names. With stride 1 and an odd kernel size K over N inputs:
+#
+# | mode | padding P | output length |
+# |---|---|---|
+# | valid | 0 | N - K + 1 (the usual choice) |
+# | same | (K - 1) / 2 | N (the usual choice) |
+# | full | K - 1 | N + K - 1 (every overlap, even a single pixel; rare) |
+
+# %%
+def output_length(N, K, mode):
+    """Output length for mode 'valid', 'same' or 'full' (stride 1, odd K)."""
+    # Pick the padding for the mode, then reuse conv_output_size.
+    ### BEGIN SOLUTION
+    padding = {"valid": 0, "same": (K - 1) // 2, "full": K - 1}[mode]
+    return conv_output_size(N, K, padding)
+    ### END SOLUTION
+
+
+# %% [markdown]
+# Without padding every 3x3 convolution takes 2 off each side: a 9x9 image becomes 7x7, then
+# 5x5, 3x3 and finally 1x1.
+
+# %%
+def repeated_sizes(N, K, times):
+    """Side lengths after applying a KxK convolution (no padding, stride 1) `times` times."""
+    ### BEGIN SOLUTION
+    sizes = []
+    for _ in range(times):
+        N = conv_output_size(N, K)
+        sizes.append(N)
+    return sizes
+    ### END SOLUTION
+
+
+# %% [markdown]
+# ## 2. conv2d
+#
+# `x` is a batch of images, shape (N, C_in, H, W). `weight` holds C_out filters, shape
+# (C_out, C_in, KH, KW): each filter is as deep as the input has channels, its products are summed
+# over all channels, and each filter makes one output channel. So many filters give a feature
+# map with many channels. `bias` (shape (C_out,)) is added to each output channel.
+
+# %%
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """Convolve a batch x (N, C_in, H, W) with weight (C_out, C_in, KH, KW).
+
+    Returns a tensor of shape (N, C_out, H_out, W_out), like torch.nn.functional.conv2d.
+    """
+    # 1. Pad x with `padding` zeros on all four sides (F.pad).
+    # 2. For each output position (i, j), cut out the window that starts at (i*stride, j*stride),
+    #    multiply it with every filter and sum over channels, rows and columns.
+    # 3. Add the bias to each output channel.
+    ### BEGIN SOLUTION
+    n, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    x = F.pad(x, (padding, padding, padding, padding))
+    h_out = conv_output_size(h, kh, padding, stride)
+    w_out = conv_output_size(w, kw, padding, stride)
+    out = torch.zeros(n, c_out, h_out, w_out, dtype=x.dtype)
+    for i in range(h_out):
+        for j in range(w_out):
+            window = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            # (N, 1, C_in, KH, KW) * (1, C_out, C_in, KH, KW), summed over the last three axes
+            out[:, :, i, j] = (window[:, None] * weight[None]).sum(dim=(2, 3, 4))
+    if bias is not None:
+        out = out + bias.view(1, c_out, 1, 1)
+    return out
+    ### END SOLUTION
+
+
+# %% [markdown]
+# ## 3. Feature maps
+#
+# The lecture's X: a 9x9 image of -1 with an X of +1, and a 3x3 kernel with +1 on its diagonal
+# and -1 elsewhere. Averaging the 9 products (instead of summing them) scores each patch between
+# -1 and 1: 1.00 where the patch is exactly the kernel's diagonal, 0.77 in the top-left corner
+# (7 of 9 pixels agree: 7/9), -0.11 where only 4 agree. With padding 1 the map stays 9x9 and
+# its corner becomes (-1 + 1 + 1 + 1)/9 = 0.22: the padded zeros add nothing.
+
+# %%
+def match_map(image, kernel, padding=0):
+    """Mean of the products of a 2-D kernel with every patch of a 2-D image."""
+    # Reuse your conv2d: a 2-D image is a batch of one image with one channel.
+    ### BEGIN SOLUTION
+    out = conv2d(image[None, None], kernel[None, None], padding=padding)[0, 0]
+    return out / kernel.numel()
+    ### END SOLUTION
+
+
+# %% [markdown]
+# Kernels are feature detectors. Three classic 3x3 ones from the lecture:
+#
+# - outline: 8 in the centre, -1 around it. Its values sum to 0, so a flat region gives 0 and
+#   only edges light up.
+# - emboss: -2 -1 0 / -1 1 1 / 0 1 2. A diagonal light-to-dark ramp; sums to 1.
+# - blur: 1/16 1/8 1/16 / 1/8 1/4 1/8 / 1/16 1/8 1/16. A weighted average; sums to 1, so a flat
+#   region keeps its value.
+
+# %%
+def make_filter(name):
+    """The 3x3 'outline', 'emboss' or 'blur' kernel as a float tensor of shape (3, 3)."""
+    ### BEGIN SOLUTION
+    filters = {
+        "outline": [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
+        "emboss": [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]],
+        "blur": [[1 / 16, 1 / 8, 1 / 16], [1 / 8, 1 / 4, 1 / 8], [1 / 16, 1 / 8, 1 / 16]],
+    }
+    return torch.tensor(filters[name], dtype=torch.float32)
+    ### END SOLUTION

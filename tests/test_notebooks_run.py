@@ -1,0 +1,55 @@
+"""Every notebook of the course pack runs top to bottom in a real Jupyter kernel.
+
+Released (student) notebooks must run without errors even untouched: their test cells report
+0 points instead of crashing. Solution notebooks must earn every test cell's points, with
+nothing on stderr (nbgrader scores any stderr output as zero).
+"""
+from __future__ import annotations
+
+import os
+
+import nbclient
+import nbformat
+import pytest
+
+from conftest import ASSIGNMENTS, REPO, SOLUTIONS
+from grader.course import assignment_names
+
+NAMES = assignment_names(REPO)
+
+
+def execute(path, data_dir):
+    nb = nbformat.read(path, as_version=4)
+    os.environ["GRADER_DATA"] = str(data_dir)
+    client = nbclient.NotebookClient(nb, timeout=1800, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    return nb
+
+
+def test_cells(nb):
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def outputs(cell, kind):
+    return [o for o in cell.outputs if o.output_type == kind]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", NAMES)
+def test_released_notebook_runs_and_scores_zero(name, data_dir):
+    nb = execute(ASSIGNMENTS / name / f"{name}.ipynb", data_dir)
+    for cell in test_cells(nb):
+        assert not [o for o in cell.outputs if o.get("name") == "stderr"]
+        assert float(outputs(cell, "execute_result")[0].data["text/plain"]) == 0.0
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_notebook_earns_every_point(name, data_dir):
+    nb = execute(SOLUTIONS / name / f"{name}.ipynb", data_dir)
+    for cell in test_cells(nb):
+        assert not [o for o in cell.outputs if o.get("name") == "stderr"], cell.source
+        points = cell.metadata["nbgrader"]["points"]
+        assert float(outputs(cell, "execute_result")[0].data["text/plain"]) == points, cell.outputs
