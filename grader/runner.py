@@ -9,11 +9,12 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, checks, protocol
+from . import __version__, checks, protocol, sandbox
 from .data import PreparedData, default_data_dir, prepare
+from .limits import Limits
 from .measurements import Measurements
 from .process import run_worker
 from .results import CheckResult, GradeResult
@@ -31,10 +32,13 @@ class Options:
     only: frozenset[str] | None = None
     timeout_s: float | None = None
     keep_job: bool = False
+    limits: Limits = field(default_factory=Limits)
+    sandbox: str = "auto"           # auto | on | off (grader/sandbox.py)
 
 
 def selected_checks(spec: Spec, only: frozenset[str] | None) -> list[CheckSpec]:
-    return [c for c in spec.checks if only is None or c.kind in only]
+    """Checks whose kind, or whose id, is in `only` (all of them without `only`)."""
+    return [c for c in spec.checks if only is None or c.kind in only or c.id in only]
 
 
 def grade(path: Path, spec: Spec, opts: Options, source: Source | None = None) -> GradeResult:
@@ -53,7 +57,8 @@ def grade(path: Path, spec: Spec, opts: Options, source: Source | None = None) -
         duration_s=time.perf_counter() - start, device=train.get("device", "cpu"),
         versions={"grader": __version__, "python": platform.python_version(),
                   "torch": m.data("load").get("torch", "")},
-        notes=_notes(source, m), worker_output=m.output_tail,
+        notes=_notes(source, m) + _sandbox_notes(source, stages, opts),
+        worker_output=m.output_tail,
         skipped_cells=[{"cell": s.cell, "line": s.line, "reason": s.reason}
                        for s in source.skipped])
 
@@ -80,6 +85,13 @@ def _notes(source: Source, m: Measurements) -> list[str]:
     return notes
 
 
+def _sandbox_notes(source: Source, stages: list[str], opts: Options) -> list[str]:
+    """The loud warning when student code ran, but not inside the sandbox."""
+    ran = bool(stages) and not source.problem
+    warning = sandbox.plan(opts.sandbox).warning if ran else None
+    return [warning] if warning else []
+
+
 def measure(source: Source, spec: Spec, stages: list[str], opts: Options,
             data: PreparedData | None) -> Measurements:
     """Run the worker for `stages` and collect what it measured, whatever happened to it."""
@@ -98,9 +110,11 @@ def measure(source: Source, spec: Spec, stages: list[str], opts: Options,
         if data is not None:
             request.update(data=data.worker_files, num_classes=data.num_classes,
                            training=_recipe(spec))
+        if "functions" in stages:  # inputs go to the worker; expected values stay here
+            request["functions"] = checks.functions.prepare_request(spec)
         protocol.write_json_atomic(job / protocol.REQUEST, request)
         timeout = opts.timeout_s or (spec.timeout_s if "train" in stages else PROBE_TIMEOUT_S)
-        m.failure = run_worker(job, timeout)
+        m.failure = run_worker(job, timeout, opts.limits, opts.sandbox)
         for stage in stages:
             info = protocol.read_stage(job, stage)
             if info is not None:

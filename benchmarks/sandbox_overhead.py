@@ -1,0 +1,109 @@
+"""What the sandbox costs per submission: the same work with and without bubblewrap.
+
+    (a) once per grading process: the check that the sandbox can run (Python started in it);
+    (b) per submission: one worker run (import torch, load, build and probe the lab model)
+        through `grader.process.run_worker`, with `--sandbox on` and `off`;
+    (c) end to end: `grade SOLUTION --only shapes,params`, a fresh process each time, so (a)
+        is included.
+
+Runs alternate between the two modes, so a machine that slows down or speeds up
+during the run affects both alike; medians are printed, with the date and the
+hardware. The overhead is the difference of the medians.
+
+    python benchmarks/sandbox_overhead.py --runs 10
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from grader import protocol, sandbox  # noqa: E402
+from grader.limits import Limits  # noqa: E402
+from grader.process import run_worker  # noqa: E402
+
+SOLUTION = REPO / "solutions" / "cifar10_cnn"
+MODES = ("off", "on")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=10, help="runs per mode and measurement")
+    return p.parse_args()
+
+
+def probe_seconds() -> float:
+    bwrap = sandbox.find_bwrap()
+    start = time.perf_counter()
+    problem = sandbox.probe(bwrap)
+    if problem:
+        sys.exit(f"the sandbox cannot run here: {problem}")
+    return time.perf_counter() - start
+
+
+def worker_seconds(mode: str) -> float:
+    """One worker run on a job like the runner's (load, model, probe stages)."""
+    job = Path(tempfile.mkdtemp(prefix="grade-job-"))
+    try:
+        (job / "submission").mkdir()
+        shutil.copy(SOLUTION / "model.py", job / "submission" / "model.py")
+        protocol.write_json_atomic(job / protocol.REQUEST, {
+            "job": str(job), "entry": "submission/model.py", "stages": ["load", "model", "probe"],
+            "seed": 0, "device": "cpu", "input_shape": [3, 32, 32], "class_name": "Model"})
+        start = time.perf_counter()
+        failure = run_worker(job, 120, Limits(), mode)
+        if failure:
+            sys.exit(f"the worker failed with --sandbox {mode}: {failure}")
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
+
+
+def grade_seconds(mode: str) -> float:
+    cmd = [sys.executable, "-m", "grader", str(SOLUTION), "--only", "shapes,params",
+           "--sandbox", mode]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def alternate(measure, runs: int) -> dict[str, float]:
+    """Median seconds per mode, the modes taking turns `runs` times (after one warm-up each)."""
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for mode in MODES:
+        measure(mode)
+    for _ in range(runs):
+        for mode in MODES:
+            times[mode].append(measure(mode))
+    return {mode: statistics.median(t) for mode, t in times.items()}
+
+
+def report(label: str, medians: dict[str, float]) -> None:
+    print(f"{label}: --sandbox off {medians['off']:.3f} s, on {medians['on']:.3f} s: "
+          f"overhead {medians['on'] - medians['off']:+.3f} s")
+
+
+def main() -> None:
+    args = parse_args()
+    print(f"# sandbox overhead, {datetime.date.today()}, {platform.node()}, "
+          f"{os.cpu_count()} CPUs, {platform.platform()}, bwrap {sandbox.find_bwrap()}, "
+          f"median of {args.runs}")
+    probes = [probe_seconds() for _ in range(args.runs)]
+    print(f"(a) sandbox check, once per grading process: {statistics.median(probes):.3f} s")
+    report("(b) one worker run (load, model, probe)", alternate(worker_seconds, args.runs))
+    report("(c) grade --only shapes,params, end to end", alternate(grade_seconds, args.runs))
+
+
+if __name__ == "__main__":
+    main()
