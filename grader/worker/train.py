@@ -6,10 +6,18 @@ sits between the GPU and the arithmetic. All randomness (initial weights,
 batch order, flips, crops) comes from CPU generators seeded from the run's
 seed, so a run is repeatable and the same on any device.
 The worker gets test *images* only; labels stay with the parent.
+
+Nothing in the training loop waits for the device: a step's loss and hits
+are written into per-epoch device tensors and read once per epoch, so the
+CPU can queue the next step while the GPU runs this one (a per-step
+`.item()` makes the CPU wait for the GPU at every step, which the small,
+launch-bound nets of a course feel most).
 """
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -23,8 +31,26 @@ class TrainingStopped(Exception):
 
 
 def load_arrays(paths: dict[str, str], device: torch.device) -> dict[str, torch.Tensor]:
-    arrays = {k: torch.from_numpy(np.load(v, allow_pickle=False)) for k, v in paths.items()}
-    return {k: v.to(device) for k, v in arrays.items()}
+    """Map the prepared .npy files read-only and move them to the device.
+
+    Mapping instead of reading means workers graded side by side share one copy
+    of the dataset in the page cache instead of each holding its own.
+    """
+    arrays = {k: np.load(v, mmap_mode="r", allow_pickle=False) for k, v in paths.items()}
+    with warnings.catch_warnings():
+        # torch warns that the map is read-only; nothing writes to it (batches are copies).
+        warnings.simplefilter("ignore", UserWarning)
+        return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+
+
+def make_deterministic() -> None:
+    """Ask for deterministic kernels, so one seed gives one score on a GPU too.
+
+    warn_only: a student's op without a deterministic kernel still trains.
+    cuBLAS reads its workspace setting when first used, which is after this.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 class DevicePipeline:
@@ -89,46 +115,73 @@ def train_and_predict(model: nn.Module, recipe: dict[str, Any], data: dict[str, 
                       seed: int, num_classes: int,
                       progress: Callable[[dict], None] = lambda _: None) -> dict[str, Any]:
     """Train for the recipe's epochs; returns the curve and the test predictions (numpy)."""
+    make_deterministic()
     device = data["train_x"].device
     model.to(device)
     pipe = DevicePipeline(recipe, int(data["train_x"].shape[1]), device)
     optimizer, scheduler = make_optimizer(model, recipe)
     gen = torch.Generator().manual_seed(seed)
-    n, bs = data["train_x"].shape[0], int(recipe["batch_size"])
     curve: list[dict[str, float]] = []
     stopped = None
     start = time.perf_counter()
     for epoch in range(int(recipe["epochs"])):
-        model.train()
-        order = torch.randperm(n, generator=gen).to(device)
-        total, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        for step, i in enumerate(range(0, n, bs)):
-            idx = order[i:i + bs]
-            x, y = pipe(data["train_x"][idx], gen), data["train_y"][idx]
-            logits = model(x)
-            _check_logits(logits, x.shape[0], num_classes)
-            loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                stopped = f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(idx)
+        point, bad = train_epoch(model, pipe, optimizer, data, gen, recipe, num_classes)
         if scheduler is not None:
             scheduler.step()
-        if seen:
-            curve.append({"epoch": epoch + 1, "loss": float(total) / seen,
-                          "train_accuracy": float(correct) / seen})
+        if point is not None:
+            curve.append({"epoch": epoch + 1, **point})
             progress(curve[-1])
-        if stopped:
+        if bad is not None:
+            stopped = f"the loss became {bad[1]} at epoch {epoch + 1}, step {bad[0]}"
             break
     train_s = time.perf_counter() - start
     predictions = predict(model, pipe, data["test_x"], num_classes)
     return {"curve": curve, "stopped": stopped, "train_seconds": round(train_s, 3),
             "predictions": predictions, "device": str(device)}
+
+
+def train_epoch(model: nn.Module, pipe: DevicePipeline, optimizer, data: dict[str, torch.Tensor],
+                gen: torch.Generator, recipe: dict[str, Any], num_classes: int
+                ) -> tuple[dict[str, float] | None, tuple[int, float] | None]:
+    """One pass in seeded random order; returns the curve point and the first bad (step, loss).
+
+    Losses are checked once, at the end: if one was not finite, the weights go
+    back to where the epoch started (the last ones known to be finite), and the
+    curve point covers the steps before the bad one.
+    """
+    model.train()
+    device = data["train_x"].device
+    n, bs = data["train_x"].shape[0], int(recipe["batch_size"])
+    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    order = torch.randperm(n, generator=gen).to(device)
+    steps = (n + bs - 1) // bs
+    losses = torch.zeros(steps, device=device)
+    hits = torch.zeros(steps, device=device)
+    sizes = torch.tensor([min(bs, n - i) for i in range(0, n, bs)], dtype=torch.float32)
+    for step in range(steps):
+        idx = order[step * bs:(step + 1) * bs]
+        x, y = pipe(data["train_x"][idx], gen), data["train_y"][idx]
+        logits = model(x)
+        _check_logits(logits, x.shape[0], num_classes)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[step] = loss.detach()
+        hits[step] = (logits.detach().argmax(1) == y).sum()
+    losses, hits = losses.cpu(), hits.cpu()
+    bad = (~torch.isfinite(losses)).nonzero()
+    good = int(bad[0]) if len(bad) else steps
+    bad = None
+    if good < steps:
+        model.load_state_dict(start_state)
+        bad = (good + 1, losses[good].item())
+    if good == 0:
+        return None, bad
+    seen = float(sizes[:good].sum())
+    point = {"loss": float((losses[:good] * sizes[:good]).sum()) / seen,
+             "train_accuracy": float(hits[:good].sum()) / seen}
+    return point, bad
 
 
 @torch.no_grad()
