@@ -5,6 +5,7 @@ error, 3 internal grader error.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
@@ -13,8 +14,10 @@ from pathlib import Path
 import click
 
 from .errors import UsageError
+from .limits import Limits, format_size, parse_size
 
 KINDS = ("shapes", "params", "functions", "accuracy")
+PACK_ROOT = Path(__file__).resolve().parent.parent  # the course pack shipped beside the package
 
 
 class _DefaultToGrade(click.Group):
@@ -33,9 +36,13 @@ def main() -> None:
 
 
 def course_roots() -> list[Path]:
-    """Where `--assignment NAME` is looked up: ./assignments, then the shipped course pack."""
-    shipped = Path(__file__).resolve().parent.parent / "assignments"
-    return [Path.cwd() / "assignments", shipped]
+    """Where `--assignment NAME` is looked up: ./assignments, the specs of an nbgrader course
+    this folder is inside (made by `grade nbgrader init`), then the shipped course pack."""
+    from .nbgrader_course import SPECS_FOLDER
+
+    here = Path.cwd()
+    course = [p / SPECS_FOLDER for p in (here, *here.parents) if (p / SPECS_FOLDER).is_dir()]
+    return [here / "assignments", *course, PACK_ROOT / "assignments"]
 
 
 def parse_only(value: str | None) -> frozenset[str] | None:
@@ -49,10 +56,50 @@ def parse_only(value: str | None) -> frozenset[str] | None:
     return kinds
 
 
+def _size(ctx, param, value: str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def sandbox_options(command):
+    """--sandbox and the per-submission limits, handed to `command` as `sandbox` and `limits`."""
+    default = Limits()
+
+    @functools.wraps(command)
+    def with_limits(*args, memory_limit, max_processes, output_limit, file_size_limit, **kwargs):
+        limits = Limits(memory_bytes=memory_limit, max_tasks=max_processes,
+                        output_bytes=output_limit, file_bytes=file_size_limit)
+        return command(*args, limits=limits, **kwargs)
+
+    options = [
+        click.option("--sandbox", type=click.Choice(["auto", "on", "off"]), default="auto",
+                     show_default=True, help="Run student code inside bubblewrap; auto falls "
+                     "back to an unconfined process, with a warning in the report, where it "
+                     "cannot."),
+        click.option("--memory-limit", default=format_size(default.memory_bytes),
+                     show_default=True, callback=_size,
+                     help="Memory the submission's processes may hold, e.g. 2G."),
+        click.option("--max-processes", type=click.IntRange(min=1), default=default.max_tasks,
+                     show_default=True, help="Processes plus threads the submission may run."),
+        click.option("--output-limit", default=format_size(default.output_bytes),
+                     show_default=True, callback=_size,
+                     help="Printed output kept for the report; the rest is cut."),
+        click.option("--file-size-limit", default=format_size(default.file_bytes),
+                     show_default=True, callback=_size,
+                     help="Largest file the submission may write; also its scratch space."),
+    ]
+    for option in reversed(options):
+        with_limits = option(with_limits)
+    return with_limits
+
+
 @main.command("submission")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--assignment", "-a", help="Assignment name or folder (default: spec.yaml beside PATH).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+@click.option("--format", "fmt",
+              type=click.Choice(["text", "json", "markdown", "html", "gradescope", "junit"]),
               help="Report format (default: text, or from the --out suffix).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -61,18 +108,20 @@ def parse_only(value: str | None) -> frozenset[str] | None:
 @click.option("--only", help="Run only these check kinds, e.g. shapes,params.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--timeout", type=float, help="Seconds before the submission's process is stopped.")
-def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, timeout) -> None:
+@sandbox_options
+def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, timeout, limits,
+                     sandbox) -> None:
     """Grade PATH (a .py file, an .ipynb notebook, or a folder holding one)."""
     from . import reporters
     from .runner import Options, grade
     from .spec import find_spec, load_spec
 
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
-                   timeout_s=timeout)
+                   timeout_s=timeout, limits=limits, sandbox=sandbox)
     result = _guard(lambda: grade(path, load_spec(find_spec(path, assignment, course_roots())),
                                   opts))
     fmt = fmt or (reporters.SUFFIXES.get(out.suffix, "text") if out else "text")
-    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ and out is None
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and out is None
     report = reporters.render(result, fmt, color=color)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +150,112 @@ def course_build(names: tuple[str, ...], root: Path) -> None:
             click.echo(f"wrote {path}")
 
 
+@main.command("batch")
+@click.argument("submissions", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--assignment", "-a", required=True, help="Assignment name or folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for OUT/<student>/result.json, gradebook.csv and summary.html.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1),
+              help="Submissions graded at once (default: one per CPU core).")
+@click.option("--gpus", help="GPUs to spread the jobs over, e.g. 0,1; jobs share them.")
+@click.option("--executor", type=click.Choice(["local", "submitit"]), default="local",
+              show_default=True, help="submitit: one Slurm array task per submission.")
+@click.option("--partition", help="Slurm partition for --executor submitit.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder (default: $GRADER_DATA, else the user cache).")
+@click.option("--only", help="Run only these check kinds, e.g. shapes,params.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--timeout", type=float, help="Seconds before a submission's process is stopped.")
+@sandbox_options
+def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, device, data_dir,
+                only, seed, timeout, limits, sandbox) -> None:
+    """Grade each entry of SUBMISSIONS (a folder or a file per student) into OUT.
+
+    A rerun skips students whose code and grading settings did not change, so an
+    interrupted batch resumes. Exit code 0 when every submission was graded, 3
+    when the grader failed on some (their OUT/<student>/error.txt says why).
+    """
+    from .batch import ProgressBar, discover, run_batch
+    from .executors import make_executor
+    from .runner import Options
+    from .spec import find_spec, load_spec
+
+    spec_path = _guard(lambda: find_spec(submissions, assignment, course_roots()))
+    spec = _guard(lambda: load_spec(spec_path))
+    entries = _guard(lambda: discover(submissions))
+    opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
+                   timeout_s=timeout, limits=limits, sandbox=sandbox)
+    runner = _guard(lambda: make_executor(executor, jobs, gpus, out.resolve(),
+                                          timeout or spec.timeout_s, device != "cpu", partition))
+    with ProgressBar(len(entries)) as bar:
+        summary = _guard(lambda: run_batch(entries, spec_path, opts, out.resolve(), runner, bar))
+    click.echo(f"{summary.count('graded')} graded, {summary.count('skipped')} unchanged since "
+               f"the last run, {summary.count('error')} could not be graded")
+    click.echo(f"gradebook: {summary.gradebook}\nsummary:   {summary.summary}")
+    sys.exit(3 if summary.count("error") else 0)
+
+
+@main.command("check")
+@click.argument("path", type=click.Path(exists=True, path_type=Path), default=Path("."))
+@click.option("--assignment", "-a", help="Assignment name (default: found from the folder).")
+@click.option("--full", is_flag=True, help="Train fully and grade accuracy (slow) instead of a smoke run.")
+@click.option("--only", help="Run only these check kinds, e.g. shapes.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+def check_cmd(path: Path, assignment: str | None, full: bool, only: str | None,
+              data_dir: Path | None) -> None:
+    """Check your work before handing it in: the public checks, fast."""
+    from . import reporters
+    from .runner import Options
+    from .selfcheck import self_check
+    from .spec import find_spec, load_spec
+
+    opts = Options(data_dir=data_dir, only=parse_only(only))
+    result = _guard(lambda: self_check(path, load_spec(find_spec(path, assignment, course_roots())),
+                                       opts, full))
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    click.echo(reporters.render(result, "student", color=color), nl=False)
+    sys.exit(0 if result.full_marks and all(c.status != "failed" for c in result.checks) else 1)
+
+
+@main.command("calibrate")
+@click.argument("assignment")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+def calibrate_cmd(assignment: str, seeds: str, device: str, data_dir: Path | None) -> None:
+    """Train the reference solution over several seeds and propose accuracy thresholds."""
+    from .calibrate import calibrate, report
+    from .runner import Options
+    from .spec import find_spec, load_spec
+
+    spec = _guard(lambda: load_spec(find_spec(Path("."), assignment, course_roots())))
+    solution = spec.folder.parent.parent / "solutions" / spec.name
+    if not solution.is_dir():
+        _fail(f"no reference solution at {solution}")
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    cal = _guard(lambda: calibrate(solution, spec, seed_list, Options(device=device, data_dir=data_dir)))
+    click.echo(report(spec, cal, seed_list))
+
+
+@main.group("nbgrader")
+def nbgrader_group() -> None:
+    """nbgrader integration."""
+
+
+@nbgrader_group.command("init")
+@click.argument("course_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--assignment", "-a", "names", multiple=True, help="Only these (default: all).")
+@click.option("--cell-timeout", default=1800, show_default=True, help="Seconds per notebook cell.")
+def nbgrader_init(course_dir: Path, names: tuple[str, ...], cell_timeout: int) -> None:
+    """Write a ready nbgrader course (config, source notebooks, specs, README) into COURSE_DIR."""
+    from .nbgrader_course import init_course
+
+    done = _guard(lambda: init_course(course_dir, PACK_ROOT, list(names) or None, cell_timeout))
+    click.echo(f"nbgrader course in {course_dir} with {', '.join(done)}; "
+               f"next: cd {course_dir} && nbgrader generate_assignment {done[0]}")
+
+
 @main.command("download")
 @click.argument("dataset", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
@@ -112,13 +267,18 @@ def download_cmd(dataset: str, data_dir: Path | None) -> None:
     click.echo(f"{dataset} is in {target}")
 
 
+def _fail(message: str) -> None:
+    """A usage or spec error: say what is wrong on stderr, exit 2."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
 def _guard(action):
     """Run `action`, turning grader exceptions into the documented exit codes."""
     try:
         return action()
     except UsageError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
     except Exception:  # noqa: BLE001 - anything else is the grader's own fault
         click.echo("internal grader error (please report it, with this trace):", err=True)
         click.echo(traceback.format_exc(), err=True)

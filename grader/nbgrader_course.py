@@ -10,8 +10,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .course import assignment_names
-
 SPECS_FOLDER = "grader_specs"
 CONFIG = '''c = get_config()
 c.CourseDirectory.root = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
@@ -37,6 +35,8 @@ The scores equal what `grade <notebook>` reports for the same code.
 
 def init_course(course_dir: Path, pack_root: Path, names: list[str] | None = None,
                 timeout_s: int = 1800) -> list[str]:
+    from .course import assignment_names  # nbformat is slow to import; only this command needs it
+
     names = names or assignment_names(pack_root)
     for name in names:
         src = pack_root / "solutions" / name / f"{name}.ipynb"

@@ -9,6 +9,7 @@ resulting file.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -37,18 +38,22 @@ class Source:
     skipped: list[SkippedCell] = field(default_factory=list)
     line_map: list[tuple[int, int]] = field(default_factory=list)  # line -> (cell, cell line)
     problem: str | None = None         # why nothing could be loaded
+    with_siblings: bool = True         # copy the folder's other .py files (helpers) too
+
 
     def stage_into(self, dest: Path) -> Path:
         """Copy the code into a job folder; returns the entry file inside it."""
         dest.mkdir(parents=True, exist_ok=True)
-        if self.problem is None:
-            for item in self.code_dir.iterdir():
-                if item.suffix == ".py" and item.is_file():
-                    shutil.copy2(item, dest / item.name)
         entry = dest / self.entry_name
+        if self.problem is None and self.with_siblings:
+            for item in self.code_dir.glob("*.py"):
+                if item.is_file():
+                    shutil.copy2(item, dest / item.name)
         if self.text is not None:
             entry.write_text(self.text, encoding="utf-8")
-        elif not entry.exists():
+        elif self.problem is None:
+            shutil.copy2(self.origin, entry)
+        else:
             entry.write_text("", encoding="utf-8")
         return entry
 
@@ -66,9 +71,11 @@ def locate(path: Path, assignment: str) -> Source:
     """Resolve PATH (a .py, an .ipynb or a folder) to the code to grade."""
     if path.is_dir():
         return _from_folder(path, assignment)
+    # A file given on its own is graded on its own: its folder may hold other students' files.
+    # Helpers next to the code come along when the submission is a folder.
     if path.suffix == ".ipynb":
-        return from_notebook(path)
-    return Source(origin=path, code_dir=path.parent, entry_name=path.name)
+        return dataclasses.replace(from_notebook(path), with_siblings=False)
+    return Source(origin=path, code_dir=path.parent, entry_name=path.name, with_siblings=False)
 
 
 def _from_folder(folder: Path, assignment: str) -> Source:

@@ -27,7 +27,7 @@ def execute(path, data_dir):
     return nb
 
 
-def test_cells(nb):
+def graded_cells(nb):
     return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
 
 
@@ -39,7 +39,7 @@ def outputs(cell, kind):
 @pytest.mark.parametrize("name", NAMES)
 def test_released_notebook_runs_and_scores_zero(name, data_dir):
     nb = execute(ASSIGNMENTS / name / f"{name}.ipynb", data_dir)
-    for cell in test_cells(nb):
+    for cell in graded_cells(nb):
         assert not [o for o in cell.outputs if o.get("name") == "stderr"]
         assert float(outputs(cell, "execute_result")[0].data["text/plain"]) == 0.0
 
@@ -49,7 +49,7 @@ def test_released_notebook_runs_and_scores_zero(name, data_dir):
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_notebook_earns_every_point(name, data_dir):
     nb = execute(SOLUTIONS / name / f"{name}.ipynb", data_dir)
-    for cell in test_cells(nb):
+    for cell in graded_cells(nb):
         assert not [o for o in cell.outputs if o.get("name") == "stderr"], cell.source
         points = cell.metadata["nbgrader"]["points"]
         assert float(outputs(cell, "execute_result")[0].data["text/plain"]) == points, cell.outputs

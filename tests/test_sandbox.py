@@ -240,7 +240,10 @@ def tiny_assignment(root: Path) -> Path:
     return folder
 
 
-def test_test_labels_cannot_be_read(tmp_path):
+def test_test_labels_cannot_be_read(tmp_path, monkeypatch):
+    # A cache of its own: other tests' tiny datasets have 100 test labels too, and the attack
+    # must find this assignment's labels where nothing stops it.
+    monkeypatch.setenv("GRADER_CACHE", str(tmp_path / "cache"))
     assignment = tiny_assignment(tmp_path)
     label_globs = [f"{os.environ['GRADER_CACHE']}/labels/*.npy", f"{assignment}/*.npz"]
     values = {"label_globs": label_globs, "n_test": 100}
