@@ -95,6 +95,24 @@ def sandbox_options(command):
     return with_limits
 
 
+def grading_options(command):
+    """The options `grade PATH` and `grade batch` share, so one submission is graded alike."""
+    options = [
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                     show_default=True),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Dataset folder (default: $GRADER_DATA, else the user cache)."),
+        click.option("--only", help="Run only these check kinds, e.g. shapes,params."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--timeout", type=float,
+                     help="Seconds before a submission's process is stopped."),
+    ]
+    command = sandbox_options(command)
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("submission")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--assignment", "-a", help="Assignment name or folder (default: spec.yaml beside PATH).")
@@ -102,13 +120,7 @@ def sandbox_options(command):
               type=click.Choice(["text", "json", "markdown", "html", "gradescope", "junit"]),
               help="Report format (default: text, or from the --out suffix).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset folder (default: $GRADER_DATA, else the user cache).")
-@click.option("--only", help="Run only these check kinds, e.g. shapes,params.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--timeout", type=float, help="Seconds before the submission's process is stopped.")
-@sandbox_options
+@grading_options
 def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, timeout, limits,
                      sandbox) -> None:
     """Grade PATH (a .py file, an .ipynb notebook, or a folder holding one)."""
@@ -161,13 +173,7 @@ def course_build(names: tuple[str, ...], root: Path) -> None:
 @click.option("--executor", type=click.Choice(["local", "submitit"]), default="local",
               show_default=True, help="submitit: one Slurm array task per submission.")
 @click.option("--partition", help="Slurm partition for --executor submitit.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset folder (default: $GRADER_DATA, else the user cache).")
-@click.option("--only", help="Run only these check kinds, e.g. shapes,params.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--timeout", type=float, help="Seconds before a submission's process is stopped.")
-@sandbox_options
+@grading_options
 def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, device, data_dir,
                 only, seed, timeout, limits, sandbox) -> None:
     """Grade each entry of SUBMISSIONS (a folder or a file per student) into OUT.

@@ -21,7 +21,6 @@ COMPATIBLE = {
 }
 LAYER_CATEGORIES = {"conv2d", "conv_transpose2d", "linear", "flatten", "maxpool2d", "avgpool2d",
                     "custom"}
-PARAM_LAYERS = {"conv2d", "conv_transpose2d", "linear", "custom"}
 ACTIVATIONS = {"relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu"}
 
 
