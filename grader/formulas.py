@@ -62,8 +62,13 @@ def conv_formula_text(i: int, k: int, p: int, s: int, d: int = 1) -> str:
     """The output-size formula with the numbers filled in, as shown to students."""
     o = conv_output_size(i, k, p, s, d)
     if d == 1:
-        return f"O = ({i} - {k} + 2*{p})/{s} + 1 = {o}"
-    return f"O = ({i} + 2*{p} - {d}*({k}-1) - 1)/{s} + 1 = {o}"
+        inner = f"({i} - {k} + 2*{p})/{s}"
+        exact = (i - k + 2 * p) % s == 0
+    else:
+        inner = f"({i} + 2*{p} - {d}*({k}-1) - 1)/{s}"
+        exact = (i + 2 * p - d * (k - 1) - 1) % s == 0
+    # a stride that does not divide evenly drops the last positions: show the floor then
+    return f"O = {inner} + 1 = {o}" if exact else f"O = floor({inner}) + 1 = {o}"
 
 
 def conv_transpose_formula_text(i: int, k: int, p: int, s: int, d: int = 1,

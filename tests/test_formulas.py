@@ -46,6 +46,14 @@ def test_formula_text_shows_the_numbers():
     assert formulas.conv_transpose_formula_text(8, 4, 1, 2) == "O = (8-1)*2 - 2*1 + 4 = 16"
 
 
+def test_formula_text_shows_the_floor_when_the_stride_does_not_divide():
+    # Fashion-MNIST's stride-2 convolutions: 28 -> 13 -> 6 -> 2
+    assert formulas.conv_formula_text(28, 3, 0, 2) == "O = floor((28 - 3 + 2*0)/2) + 1 = 13"
+    assert formulas.conv_formula_text(13, 3, 0, 2) == "O = (13 - 3 + 2*0)/2 + 1 = 6"
+    assert formulas.conv_formula_text(6, 3, 0, 2) == "O = floor((6 - 3 + 2*0)/2) + 1 = 2"
+    assert formulas.conv_formula_text(8, 3, 1, 2, d=2) == "O = floor((8 + 2*1 - 2*(3-1) - 1)/2) + 1 = 3"
+
+
 def test_cifar10_lab_numbers_follow_from_the_formulas():
     spec = load_spec(ASSIGNMENTS / "cifar10_cnn" / "spec.yaml")
     layers = expected_shapes(spec)

@@ -83,7 +83,9 @@ def _row(mt: Match, counts: dict[str, int]) -> dict[str, Any]:
                          f"{alt.note} ({alt.credit:.0%} of this layer's credit)"
     else:
         yours = student_formula(mt.event)
-        row["message"] = (f"{x.spec.name}: got {got:,} parameters, expected {row['formula']}"
+        # a spec's note on the layer (e.g. what a skip connection adds to in_channels) says why
+        why = f" ({x.spec.note})" if x.spec.note and x.spec.params is None else ""
+        row["message"] = (f"{x.spec.name}: got {got:,} parameters, expected {row['formula']}{why}"
                           + (f"; yours: {yours}" if yours else ""))
     return row
 

@@ -192,6 +192,11 @@ def crash_message(probe: dict[str, Any], events: list[dict[str, Any]], matches: 
     inputs = site.get("inputs") or []
     hyper = site.get("hyper") or {}
     got = inputs[0] if inputs and inputs[0] else None
+    if site.get("kind") == "module" and site.get("path") \
+            and site["path"] not in site.get("open_modules", [site["path"]]):
+        # The last layer called had already returned: the error came from code after it
+        # (e.g. torch.cat of a skip connection whose sizes differ), so do not blame the layer.
+        return f"The forward pass stopped after {label}: {m.blocker('probe')}"
     base = f"The forward pass stopped in {label} ({site.get('class', site.get('name', '?'))})"
     if "in_features" in hyper and got:
         feats = got[-1]

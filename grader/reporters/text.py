@@ -55,8 +55,9 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, no_color=not color, width=width,
                       highlight=False, emoji=False)
-    summary = Table(title=f"{result.assignment}: {result.score:g} / {result.max_score:g} points",
-                    title_justify="left", show_lines=False)
+    # the headline is its own line: as a table title, rich wraps it at the (narrow) table's width
+    console.print(f"{result.assignment}: {result.score:g} / {result.max_score:g} points", markup=False)
+    summary = Table(show_lines=False)
     for col, justify in (("Check", "left"), ("Score", "right"), ("Status", "left")):
         summary.add_column(col, justify=justify)
     for c in result.checks:
