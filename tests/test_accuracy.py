@@ -1,10 +1,13 @@
 """The accuracy check on real data, on the CPU: the reference passes, a crippled model fails."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import ASSIGNMENTS, SOLUTIONS, grade, variant
 from grader.data import prepare
+from grader.spec import load_spec
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
@@ -53,3 +56,20 @@ def test_test_labels_are_kept_apart_from_worker_files(data_dir):
     label_dir = str(__import__("pathlib").Path(data.labels_file).parent)
     assert all(not f.startswith(label_dir) for f in data.worker_files.values())
     assert len(data.test_labels()) == data.n_test == 932
+
+
+def test_fashion_mnist_subset_is_found_and_held_to_its_subset_bar(data_dir):
+    # ../shared/data holds the first 1,003 train and test images, one folder below the data root
+    if not any((p / "FashionMNIST" / "raw").is_dir() for p in (data_dir, *data_dir.iterdir())):
+        if os.environ.get("GRADER_REQUIRE_DATA") == "1":
+            pytest.fail(f"GRADER_REQUIRE_DATA=1 but no FashionMNIST/raw under {data_dir}")
+        pytest.skip("Fashion-MNIST not in the data folder")
+    run, acc = accuracy_run(SOLUTIONS / "fashion_mnist_strided", data_dir)   # about 3 s of training
+    assert run.code == 0, acc["feedback"]
+    details = acc["details"]
+    assert details["dataset"] == {"name": "fashion_mnist", "variant": "subset", "n_train": 1003,
+                                  "n_test": 1003}
+    check = next(c for c in load_spec(ASSIGNMENTS / "fashion_mnist_strided" / "spec.yaml").checks
+                 if c.kind == "accuracy")
+    assert details["min_accuracy"] == check.options["subset"]["min_accuracy"] < check.options["min_accuracy"]
+    assert details["accuracy"] >= details["min_accuracy"]

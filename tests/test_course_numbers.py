@@ -356,3 +356,136 @@ def test_softmax_and_activations():
     leaky = expected("softmax_cross_entropy", "leaky_relu", label="slope 0.01")[0]
     assert np.allclose(leaky, [max(0.01 * v, v) for v in x])
     assert sol.leaky_relu(torch.tensor(x), 0.01).tolist() == pytest.approx([max(0.01 * v, v) for v in x])
+
+
+# ---------------------------------------------------------------- the three later model assignments
+#
+# Sizes come from O = floor((I - K + 2P)/S) + 1 (out_size above) and, for transposed convolutions,
+# O = (I - 1)S - 2P + K; parameter counts from conv_params / linear_params above. Each derived
+# number is compared with the spec's expected shapes and counts, with the README, and with the
+# reference model that PyTorch builds.
+
+def up_size(i, k, p, s):
+    return (i - 1) * s - 2 * p + k
+
+
+def model_solution(name):
+    path = SOLUTIONS / name / "model.py"
+    module_spec = importlib.util.spec_from_file_location(f"solution_{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.Model()
+
+
+def spec_layers(name):
+    from grader.spec import expected_shapes
+
+    return {x.spec.name: x for x in expected_shapes(spec(name))}
+
+
+def torch_counts(model):
+    """Parameters per named child that has any, as PyTorch counts them."""
+    counts = {n: sum(p.numel() for p in m.parameters()) for n, m in model.named_children()}
+    return {n: c for n, c in counts.items() if c}
+
+
+def check_counts(name, counts):
+    """The derived counts against the spec, the reference model, and the README's table."""
+    layers, text = spec_layers(name), readme(name)
+    assert {n: layers[n].params for n in counts} == counts
+    assert torch_counts(model_solution(name)) == counts
+    assert sum(x.params for x in layers.values()) == sum(counts.values())
+    for n in counts.values():
+        assert f"= {n:,} |" in text
+    assert f"Total: {sum(counts.values()):,} parameters" in text
+
+
+def test_fashion_mnist_strided_sizes():
+    sizes, i = [], 28
+    for _ in range(3):
+        i = out_size(i, 3, 0, 2)
+        sizes.append(i)
+    assert sizes == [13, 6, 2]
+    flat = 128 * sizes[-1] ** 2
+    assert flat == 512
+    layers = spec_layers("fashion_mnist_strided")
+    assert [layers[n].out_shape for n in ("conv1", "conv2", "conv3", "flatten")] == \
+        [(32, sizes[0], sizes[0]), (64, sizes[1], sizes[1]), (128, sizes[2], sizes[2]), (flat,)]
+    assert layers["fc1"].spec.hp["in_features"] == flat
+    out = model_solution("fashion_mnist_strided").forward(torch.zeros(2, 1, 28, 28))
+    assert out.shape == (2, 10)
+    text = readme("fashion_mnist_strided")
+    assert f"floor((28 - 3 + 2*0)/2) + 1 = floor({(28 - 3) / 2}) + 1 = {sizes[0]}" in text
+    assert f"floor(({sizes[1]} - 3 + 2*0)/2) + 1 = floor({(sizes[1] - 3) / 2}) + 1 = {sizes[2]}" in text
+    assert f"{flat} = 128*{sizes[2]}*{sizes[2]}" in text
+    halved = [28 // 2, 28 // 4, 28 // 8]                  # the mistake the README warns about
+    assert f"28, {halved[0]}, {halved[1]}, {halved[2]}" in text
+    assert f"128*{halved[2]}*{halved[2]} = {128 * halved[2] ** 2}" in text
+
+
+def test_fashion_mnist_strided_counts():
+    check_counts("fashion_mnist_strided", {
+        "conv1": conv_params(3, 1, 32), "conv2": conv_params(3, 32, 64),
+        "conv3": conv_params(3, 64, 128), "fc1": linear_params(512, 512), "fc2": linear_params(512, 10)})
+
+
+def test_cifar10_improved_sizes_and_counts():
+    c1 = out_size(32, 5)
+    p1 = pool_size(c1)
+    c2 = out_size(p1, 5)
+    p2 = pool_size(c2)
+    assert (c1, p1, c2, p2) == (28, 14, 10, 5)            # the lab net's sizes: only depth changes
+    layers = spec_layers("cifar10_improved")
+    assert [layers[n].out_shape for n in ("conv1", "pool1", "conv2", "pool2", "flatten")] == \
+        [(32, c1, c1), (32, p1, p1), (64, c2, c2), (64, p2, p2), (64 * p2 * p2,)]
+    assert 64 * p2 * p2 == 1600 and f"64*{p2}*{p2} = {64 * p2 * p2}" in readme("cifar10_improved")
+    counts = {"conv1": conv_params(5, 3, 32), "conv2": conv_params(5, 32, 64),
+              "fc1": linear_params(64 * p2 * p2, 120), "fc2": linear_params(120, 84),
+              "fc3": linear_params(84, 10)}
+    check_counts("cifar10_improved", counts)
+    lab = sum(x.params for x in spec_layers("cifar10_cnn").values())
+    assert round(sum(counts.values()) / lab) == 4 and "about four times" in readme("cifar10_improved")
+    assert f"{lab:,}" in readme("cifar10_improved")
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_upsampling_by_n_with_k_2n_s_n_p_half_n(n):
+    for i in (1, 4, 7, 16):
+        assert up_size(i, 2 * n, n // 2, n) == n * i
+        layer = nn.ConvTranspose2d(1, 1, 2 * n, stride=n, padding=n // 2)
+        assert layer(torch.zeros(1, 1, i, i)).shape[-1] == n * i   # PyTorch agrees
+
+
+def test_unet_sizes():
+    same = out_size(32, 5, 2)
+    assert same == 32 and out_size(16, 5, 2) == 16 and out_size(4, 5, 2) == 4   # padding 2 keeps 5x5
+    enc1 = 32
+    enc2 = pool_size(enc1, 2)
+    bottom = pool_size(enc2, 4)
+    up2 = up_size(bottom, 8, 2, 4)
+    up1 = up_size(up2, 4, 1, 2)
+    assert (enc2, bottom, up2, up1) == (16, 4, 16, 32)
+    assert up2 == enc2 and up1 == enc1                     # the skip connections fit
+    head = pool_size(up1, 4)
+    layers = spec_layers("unet_cifar10")
+    want = {"enc1": (8, enc1, enc1), "pool1": (8, enc2, enc2), "enc2": (16, enc2, enc2),
+            "pool2": (16, bottom, bottom), "bottom": (32, bottom, bottom), "up2": (16, up2, up2),
+            "dec2": (16, up2, up2), "up1": (8, up1, up1), "dec1": (8, up1, up1),
+            "pool3": (8, head, head), "flatten": (8 * head * head,), "fc": (10,)}
+    assert {n: x.out_shape for n, x in layers.items()} == want
+    # concatenation adds channels: each decoder convolution reads up + skip
+    assert layers["dec2"].spec.hp["in_channels"] == want["up2"][0] + want["enc2"][0]
+    assert layers["dec1"].spec.hp["in_channels"] == want["up1"][0] + want["enc1"][0]
+    text = readme("unet_cifar10")
+    assert f"({bottom} - 1)*4 - 2*2 + 8 = {up2}" in text and f"({up2} - 1)*2 - 2*1 + 4 = {up1}" in text
+    assert "O = (I - 1)S - 2P + K" in text
+    out = model_solution("unet_cifar10").forward(torch.zeros(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+
+
+def test_unet_counts():
+    check_counts("unet_cifar10", {
+        "enc1": conv_params(5, 3, 8), "enc2": conv_params(5, 8, 16), "bottom": conv_params(5, 16, 32),
+        "up2": conv_params(8, 32, 16), "dec2": conv_params(5, 16 + 16, 16),
+        "up1": conv_params(4, 16, 8), "dec1": conv_params(5, 8 + 8, 8),
+        "fc": linear_params(8 * 8 * 8, 10)})

@@ -1,4 +1,4 @@
-"""Planted-bug variants of the two model assignments: exact points lost, key numbers in feedback.
+"""Planted-bug variants of the model assignments: exact points lost, key numbers in feedback.
 
 Every variant is the reference solution with one mistake a student makes, graded through
 the real CLI (`--only shapes,params`, so no training).
@@ -13,6 +13,11 @@ from conftest import SOLUTIONS, grade, variant
 
 CIFAR = SOLUTIONS / "cifar10_cnn" / "model.py"
 LENET = SOLUTIONS / "lenet5_mnist" / "model.py"
+IMPROVED = SOLUTIONS / "cifar10_improved" / "model.py"
+STRIDED = SOLUTIONS / "fashion_mnist_strided" / "model.py"
+UNET = SOLUTIONS / "unet_cifar10" / "model.py"
+MODEL_ASSIGNMENTS = ["cifar10_cnn", "lenet5_mnist", "cifar10_improved", "fashion_mnist_strided",
+                     "unet_cifar10"]
 
 
 def graded(path, assignment="cifar10_cnn"):
@@ -21,7 +26,7 @@ def graded(path, assignment="cifar10_cnn"):
     return run
 
 
-@pytest.mark.parametrize("assignment", ["cifar10_cnn", "lenet5_mnist"])
+@pytest.mark.parametrize("assignment", MODEL_ASSIGNMENTS)
 def test_solution_full_marks_and_skeleton_zero(assignment):
     good = grade(SOLUTIONS / assignment, "--only", "shapes,params", "--format", "json")
     assert good.code == 0 and good.json()["score"] == good.json()["max_score"] == 7
@@ -182,6 +187,143 @@ def test_lenet_wrong_c5_kernel(tmp_path):
     assert "c5: got 120x3x3, expected 120x1x1: O = (5 - 3 + 2*0)/1 + 1 = 3 means K=3; " \
            "the spec asks for K=5" in shapes["feedback"]
     assert "f6 expects 120 features, the flattened map has 1080 = 120x3x3" in shapes["feedback"]
+
+
+# ---------------------------------------------------------------- cifar10_improved
+
+def test_improved_average_pooling_loses_both_pools(tmp_path):
+    run = graded(variant(tmp_path, IMPROVED, [("nn.MaxPool2d(kernel_size=2, stride=2)",
+                                               "nn.AvgPool2d(kernel_size=2, stride=2)")]), "cifar10_improved")
+    shapes = run.check("shapes")
+    assert run.code == 1
+    assert shapes["score"] == 3.0           # 6 of 8 layers: the sizes are right, the kind is not
+    assert "pool1 (pool): uses avgpool2d where the spec asks for maxpool2d" in shapes["feedback"]
+    assert "pool2 (pool): uses avgpool2d" in shapes["feedback"]
+    assert run.check("params")["score"] == 3.0
+
+
+def test_improved_lab_width_conv2(tmp_path):
+    run = graded(variant(tmp_path, IMPROVED, [("nn.Conv2d(32, 64, kernel_size=5)", "nn.Conv2d(32, 16, kernel_size=5)"),
+                                              ("nn.Linear(64 * 5 * 5, 120)", "nn.Linear(16 * 5 * 5, 120)")]),
+                 "cifar10_improved")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == 2.5           # conv2, pool2 and flatten carry 16 maps: 5 of 8
+    assert "conv2: got 16x10x10, expected 64x10x10: it has 16 output channels; the spec asks for 64" \
+        in shapes["feedback"]
+    assert "expected 1600 = 64x5x5" in shapes["feedback"]
+    assert params["score"] == 1.5           # conv2, fc1 and the total wrong: 3 of 6
+    assert "conv2: got 12,816 parameters, expected (5*5*32 + 1)*64 = 51,264" in params["feedback"]
+    assert "fc1: got 48,120 parameters, expected (1600 + 1)*120 = 192,120" in params["feedback"]
+
+
+def test_improved_fc1_still_sized_for_the_lab_net(tmp_path):
+    run = graded(variant(tmp_path, IMPROVED, [("nn.Linear(64 * 5 * 5, 120)", "nn.Linear(16 * 5 * 5, 120)")]),
+                 "cifar10_improved")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == 2.5           # 5 of 8 layers before the crash
+    assert "fc1 expects 400 features, the flattened map has 1600 = 64x5x5" in shapes["feedback"]
+    assert params["score"] == 2.0           # fc1 and the total: 4 of 6
+    assert "total: 112,830 parameters, expected 256,830" in params["feedback"]
+
+
+# ---------------------------------------------------------------- fashion_mnist_strided
+
+def test_strided_forgotten_stride(tmp_path):
+    run = graded(variant(tmp_path, STRIDED, [("nn.Conv2d(1, 32, kernel_size=3, stride=2)",
+                                              "nn.Conv2d(1, 32, kernel_size=3)")]), "fashion_mnist_strided")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == 0.0           # every later size follows from conv1's
+    assert "conv1: got 32x26x26, expected 32x13x13: O = (28 - 3 + 2*0)/1 + 1 = 26 means S=1; " \
+           "the spec asks for S=2" in shapes["feedback"]
+    assert "conv2: got 64x12x12, expected 64x6x6: its input is 32x26x26" in shapes["feedback"]
+    assert "fc1 expects 512 features, the flattened map has 3200 = 128x5x5" in shapes["feedback"]
+    assert params["score"] == 3.0           # the stride learns nothing
+
+
+def test_strided_flatten_size_from_halving(tmp_path):
+    # 28 -> 14 -> 7 -> 3 by halving instead of the formula: fc1 waits for 128*3*3 = 1152 values
+    run = graded(variant(tmp_path, STRIDED, [("nn.Linear(128 * 2 * 2, 512)", "nn.Linear(128 * 3 * 3, 512)")]),
+                 "fashion_mnist_strided")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == pytest.approx(4 * 4 / 6, abs=1e-3)    # 4 of 6 layers before the crash
+    assert "fc1 expects 1152 features, the flattened map has 512 = 128x2x2" in shapes["feedback"]
+    assert params["score"] == 2.0           # fc1 and the total: 4 of 6
+    assert "fc1: got 590,336 parameters, expected (512 + 1)*512 = 262,656; yours: (1152 + 1)*512" \
+        in params["feedback"]
+
+
+def test_strided_padding_one_shows_the_floor(tmp_path):
+    run = graded(variant(tmp_path, STRIDED, [
+        ("nn.Conv2d(1, 32, kernel_size=3, stride=2)", "nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1)"),
+        ("nn.Conv2d(32, 64, kernel_size=3, stride=2)", "nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1)"),
+        ("nn.Conv2d(64, 128, kernel_size=3, stride=2)", "nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1)"),
+        ("nn.Linear(128 * 2 * 2, 512)", "nn.Linear(128 * 4 * 4, 512)")]), "fashion_mnist_strided")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == pytest.approx(4 * 2 / 6, abs=1e-3)    # fc1 and fc2 right: 2 of 6
+    assert "conv1: got 32x14x14, expected 32x13x13: O = floor((28 - 3 + 2*1)/2) + 1 = 14 means P=1; " \
+           "the spec asks for P=0" in shapes["feedback"]
+    assert "conv2: got 64x7x7, expected 64x6x6: O = floor((14 - 3 + 2*1)/2) + 1 = 7 means P=1" \
+        in shapes["feedback"]
+    assert "conv3: got 128x4x4, expected 128x2x2: O = (7 - 3 + 2*1)/2 + 1 = 4 means P=1" \
+        in shapes["feedback"]             # no floor where the stride divides evenly
+    assert params["score"] == 2.0           # padding learns nothing; fc1 and the total are off
+
+
+# ---------------------------------------------------------------- unet_cifar10
+
+def test_unet_without_skip_connections(tmp_path):
+    run = graded(variant(tmp_path, UNET, [("nn.Conv2d(16 + 16, 16,", "nn.Conv2d(16, 16,"),
+                                          ("nn.Conv2d(8 + 8, 8,", "nn.Conv2d(8, 8,"),
+                                          ("torch.cat([self.up2(x), skip2], dim=1)", "self.up2(x)"),
+                                          ("torch.cat([self.up1(x), skip1], dim=1)", "self.up1(x)")]),
+                 "unet_cifar10")
+    params = run.check("params")
+    assert run.check("shapes")["score"] == 4.0   # same sizes without the skips
+    assert params["score"] == 2.0                # dec2, dec1 and the total: 6 of 9
+    assert "dec2: got 6,416 parameters, expected (5*5*32 + 1)*16 = 12,816 (the skip connection: " \
+           "up2's 16 maps concatenated with enc2's 16 make in_channels 32); yours: (5*5*16 + 1)*16" \
+        in params["feedback"]
+    assert "dec1: got 1,608 parameters, expected (5*5*16 + 1)*8 = 3,208" in params["feedback"]
+
+
+def test_unet_transposed_kernel_off_by_one(tmp_path):
+    run = graded(variant(tmp_path, UNET, [("nn.ConvTranspose2d(16, 8, kernel_size=4, stride=2, padding=1)",
+                                           "nn.ConvTranspose2d(16, 8, kernel_size=3, stride=2, padding=1)")]),
+                 "unet_cifar10")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == pytest.approx(4 * 7 / 12, abs=1e-3)   # up1 wrong; dec1 on not reached
+    assert "up1: got 8x31x31, expected 8x32x32: O = (16-1)*2 - 2*1 + 3 = 31 means K=3; " \
+           "the spec asks for K=4" in shapes["feedback"]
+    # the error comes from torch.cat after up1 returned: say so, with torch's own sizes
+    assert "The forward pass stopped after up1: the forward pass failed: RuntimeError: Sizes of " \
+           "tensors must match" in shapes["feedback"]
+    assert "Expected size 31 but got size 32" in shapes["feedback"]
+    assert "expects 16 input channels, its input has 16" not in shapes["feedback"]
+    assert params["score"] == pytest.approx(3 * 7 / 9, abs=1e-3)    # up1 and the total
+    assert "up1: got 1,160 parameters, expected (4*4*16 + 1)*8 = 2,056" in params["feedback"]
+
+
+def test_unet_upsampling_by_two_where_four_is_needed(tmp_path):
+    run = graded(variant(tmp_path, UNET, [("nn.ConvTranspose2d(32, 16, kernel_size=8, stride=4, padding=2)",
+                                           "nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1)")]),
+                 "unet_cifar10")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == pytest.approx(4 * 5 / 12, abs=1e-3)
+    assert "up2: got 16x8x8, expected 16x16x16: O = (4-1)*2 - 2*1 + 4 = 8 means K=4, P=1, S=2; " \
+           "the spec asks for K=8, P=2, S=4" in shapes["feedback"]
+    assert params["score"] == pytest.approx(3 * 7 / 9, abs=1e-3)
+    assert "up2: got 8,208 parameters, expected (8*8*32 + 1)*16 = 32,784" in params["feedback"]
+
+
+def test_unet_transposed_padding_forgotten(tmp_path):
+    run = graded(variant(tmp_path, UNET, [("nn.ConvTranspose2d(16, 8, kernel_size=4, stride=2, padding=1)",
+                                           "nn.ConvTranspose2d(16, 8, kernel_size=4, stride=2)")]),
+                 "unet_cifar10")
+    shapes = run.check("shapes")
+    assert shapes["score"] == pytest.approx(4 * 7 / 12, abs=1e-3)
+    assert "up1: got 8x34x34, expected 8x32x32: O = (16-1)*2 - 2*0 + 4 = 34 means P=0; " \
+           "the spec asks for P=1" in shapes["feedback"]
+    assert run.check("params")["score"] == 3.0   # padding learns nothing
 
 
 def test_json_is_schema_1():
