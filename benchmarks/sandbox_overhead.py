@@ -4,7 +4,10 @@
     (b) per submission: one worker run (import torch, load, build and probe the lab model)
         through `grader.process.run_worker`, with `--sandbox on` and `off`;
     (c) end to end: `grade SOLUTION --only shapes,params`, a fresh process each time, so (a)
-        is included.
+        is included;
+    (d) what measuring the model apart from its code costs: the runner's two workers (the
+        submission's, which exports the model, and the replay worker, started together)
+        against (b)'s single worker that measures the model in the submission's process.
 
 Runs alternate between the two modes, so a machine that slows down or speeds up
 during the run affects both alike; medians are printed, with the date and the
@@ -32,6 +35,9 @@ sys.path.insert(0, str(REPO))
 from grader import protocol, sandbox  # noqa: E402
 from grader.limits import Limits  # noqa: E402
 from grader.process import run_worker  # noqa: E402
+from grader.runner import Options, measure  # noqa: E402
+from grader.spec import load_spec  # noqa: E402
+from grader.submission import locate  # noqa: E402
 
 SOLUTION = REPO / "solutions" / "cifar10_cnn"
 MODES = ("off", "on")
@@ -70,6 +76,19 @@ def worker_seconds(mode: str) -> float:
         shutil.rmtree(job, ignore_errors=True)
 
 
+def replay_seconds(design: str) -> float:
+    """(d): `one` = (b) in the sandbox; `two` = the runner's export-and-replay workers."""
+    if design == "one":
+        return worker_seconds("on")
+    spec = load_spec(REPO / "assignments" / "cifar10_cnn" / "spec.yaml")
+    start = time.perf_counter()
+    m = measure(locate(SOLUTION, spec.name), spec, ["load", "model", "probe"],
+                Options(device="cpu", sandbox="on"), None)
+    if not m.ok("probe") or m.self_reported is not None:
+        sys.exit(f"the replay did not measure the model: {m.failure or m.self_reported}")
+    return time.perf_counter() - start
+
+
 def grade_seconds(mode: str) -> float:
     cmd = [sys.executable, "-m", "grader", str(SOLUTION), "--only", "shapes,params",
            "--sandbox", mode]
@@ -78,20 +97,21 @@ def grade_seconds(mode: str) -> float:
     return time.perf_counter() - start
 
 
-def alternate(measure, runs: int) -> dict[str, float]:
+def alternate(timed, runs: int, modes: tuple[str, str] = MODES) -> dict[str, float]:
     """Median seconds per mode, the modes taking turns `runs` times (after one warm-up each)."""
-    times: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for mode in MODES:
-        measure(mode)
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    for mode in modes:
+        timed(mode)
     for _ in range(runs):
-        for mode in MODES:
-            times[mode].append(measure(mode))
+        for mode in modes:
+            times[mode].append(timed(mode))
     return {mode: statistics.median(t) for mode, t in times.items()}
 
 
-def report(label: str, medians: dict[str, float]) -> None:
-    print(f"{label}: --sandbox off {medians['off']:.3f} s, on {medians['on']:.3f} s: "
-          f"overhead {medians['on'] - medians['off']:+.3f} s")
+def report(label: str, medians: dict[str, float], names: str = "--sandbox ") -> None:
+    (base, t0), (other, t1) = medians.items()
+    print(f"{label}: {names}{base} {t0:.3f} s, {names}{other} {t1:.3f} s: "
+          f"overhead {t1 - t0:+.3f} s (x{t1 / t0:.2f})")
 
 
 def main() -> None:
@@ -103,6 +123,8 @@ def main() -> None:
     print(f"(a) sandbox check, once per grading process: {statistics.median(probes):.3f} s")
     report("(b) one worker run (load, model, probe)", alternate(worker_seconds, args.runs))
     report("(c) grade --only shapes,params, end to end", alternate(grade_seconds, args.runs))
+    report("(d) measuring the model apart from its code (sandbox on)",
+           alternate(replay_seconds, args.runs, ("one", "two")), names="workers: ")
 
 
 if __name__ == "__main__":

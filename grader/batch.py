@@ -176,12 +176,12 @@ def _outcome_from_disk(student: str, folder: Path, state: str) -> Outcome:
 
 def warm_up(spec_path: Path, options) -> None:
     """Prepare the dataset once before the jobs start, so they do not all convert it at once."""
-    from .runner import _prepare_data, selected_checks
+    from .runner import prepare_data, selected_checks
     from .spec import load_spec
 
     spec = load_spec(spec_path)
     if any(c.kind == "accuracy" for c in selected_checks(spec, options.only)):
-        _prepare_data(spec, options)
+        prepare_data(spec, options)
 
 
 # ---------------------------------------------------------------- the whole batch

@@ -10,7 +10,9 @@ from typing import Any
 
 from .submission import Source
 
-STAGE_NEEDS = {"load": (), "model": ("load",), "probe": ("load", "model"),
+STAGE_NEEDS = {"load": (), "model": ("load",), "export": ("load", "model"),
+               "trace": ("load", "model"),
+               "probe": ("load", "model"),
                "functions": ("load",), "train": ("load", "model")}
 
 
@@ -21,6 +23,7 @@ class Measurements:
     failure: str | None = None        # why the worker stopped early (timeout, killed, ...)
     predictions: Any = None           # numpy int64 vector, or a string saying what was wrong
     output_tail: str = ""
+    self_reported: str | None = None  # why the model was measured in the submission's process
 
     def ok(self, stage: str) -> bool:
         return bool(self.stages.get(stage, {}).get("ok"))

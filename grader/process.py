@@ -18,8 +18,11 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import protocol, sandbox
 from .limits import (Limits, PidsCgroup, Proc, alive, folder_bytes, format_size, prepare_child,
@@ -44,8 +47,55 @@ def worker_env(job: Path) -> dict[str, str]:
     return env
 
 
+class Gate:
+    """Holds a started worker at its first line of input until the parent decides.
+
+    So a worker can import torch while another one is still running, and then
+    either go on (`open`) or leave quietly (`close`). Whichever comes first, the
+    decision or the process, the other is met when it arrives. A held worker's
+    time limit starts when the gate opens.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._decision: bytes | None = None
+        self.opened_at: float | None = None
+
+    def attach(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._proc = proc
+            self._send()
+
+    def open(self, stages: list[str]) -> None:
+        self.opened_at = time.monotonic()
+        self._decide(json.dumps({"stages": stages}).encode() + b"\n")
+
+    def deadline(self, timeout_s: float) -> float:
+        """When a held worker must be done: never while it waits, else timeout_s after."""
+        return float("inf") if self.opened_at is None else self.opened_at + timeout_s
+
+    def close(self) -> None:
+        self._decide(b"")
+
+    def _decide(self, decision: bytes) -> None:
+        with self._lock:
+            if self._decision is None:
+                self._decision = decision
+                self._send()
+
+    def _send(self) -> None:
+        if self._proc is None or self._decision is None or self._proc.stdin is None:
+            return
+        try:
+            self._proc.stdin.write(self._decision)
+            self._proc.stdin.close()
+        except OSError:  # the worker is gone already; its exit status says why
+            pass
+
+
 def run_worker(job: Path, timeout_s: float, limits: Limits = Limits(),
-               sandbox_mode: str = "auto") -> str | None:
+               sandbox_mode: str = "auto", gate: Gate | None = None) -> str | None:
     """Start the worker and wait; returns why it stopped abnormally, or None."""
     plan = sandbox.plan(sandbox_mode)
     for folder in (protocol.OUT_DIR, "tmp"):
@@ -56,7 +106,7 @@ def run_worker(job: Path, timeout_s: float, limits: Limits = Limits(),
         worker = sandbox.command(plan.bwrap, job, request, limits, worker)
     cgroup = PidsCgroup.create(limits.max_tasks)
     try:
-        stopped, code = _run(worker, job, timeout_s, limits, cgroup)
+        stopped, code = _run(worker, job, timeout_s, limits, cgroup, gate)
     finally:
         if cgroup is not None:
             cgroup.remove()
@@ -64,19 +114,24 @@ def run_worker(job: Path, timeout_s: float, limits: Limits = Limits(),
 
 
 def _run(cmd: list[str], job: Path, timeout_s: float, limits: Limits,
-         cgroup: PidsCgroup | None) -> tuple[str | None, int]:
+         cgroup: PidsCgroup | None, gate: Gate | None) -> tuple[str | None, int]:
     """Run `cmd` to its end or until it must stop; (why it was stopped, exit status).
 
     Its output is kept in the job folder (protocol.STDOUT and STDERR), cut to the limit.
     """
-    proc = subprocess.Popen(cmd, cwd=job, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    stdin = subprocess.PIPE if gate else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=job, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=worker_env(job), start_new_session=True,
                             preexec_fn=functools.partial(prepare_child, limits, cgroup))
+    if gate:
+        gate.attach(proc)
     streams = {proc.stdout: Capture(limits.output_bytes // 2),
                proc.stderr: Capture(limits.output_bytes // 2)}
     seen: dict[int, Proc] = {}
     try:
-        stopped = _supervise(proc, streams, seen, job, timeout_s, limits)
+        started = time.monotonic()
+        deadline = gate.deadline if gate else (lambda t: started + t)
+        stopped = _supervise(proc, streams, seen, job, timeout_s, deadline, limits)
     finally:
         _kill_tree(proc, seen, cgroup)
         _drain(streams)
@@ -113,7 +168,8 @@ class Capture:
 
 
 def _supervise(proc: subprocess.Popen, streams: dict, seen: dict[int, Proc], job: Path,
-               timeout_s: float, limits: Limits) -> str | None:
+               timeout_s: float, deadline: Callable[[float], float], limits: Limits
+               ) -> str | None:
     """Pump output until the worker exits; why it must stop, if it must.
 
     The watchdog scans /proc, which costs more on a busy machine, so it looks
@@ -124,11 +180,11 @@ def _supervise(proc: subprocess.Popen, streams: dict, seen: dict[int, Proc], job
     for pipe in streams:
         os.set_blocking(pipe.fileno(), False)
         selector.register(pipe, selectors.EVENT_READ)
-    deadline, next_look = time.monotonic() + timeout_s, 0.0
+    next_look = 0.0
     while _running(proc):
         _pump(selector, streams, TICK_S)
         now = time.monotonic()
-        if now >= deadline:
+        if now >= deadline(timeout_s):
             return (f"timed out after {timeout_s:g} s (the grader stopped it; look for an "
                     "endless loop, or training code that runs when the file is imported)")
         if now >= next_look:

@@ -5,12 +5,16 @@ file per finished stage into `out/` (plus `predictions.npy`). Nothing is
 pickled (DESIGN.md invariant 3): JSON is size-capped and arrays are loaded with
 `allow_pickle=False` and their shape checked before the parent uses them.
 Writing stage by stage means a worker that dies in training still leaves the
-shapes it measured behind.
+shapes it measured behind. out/ is written by student code, so the parent
+reads only regular files that really lie inside it: a link planted there (say,
+predictions.npy -> the cached test labels) is not followed.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,13 @@ OUT_DIR = "out"
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
 PREDICTIONS = "predictions.npy"
-STAGES = ("load", "model", "probe", "functions", "train")
 MAX_JSON_BYTES = 8 * 1024 * 1024
+STAGES = ("load", "model", "export", "trace", "probe", "functions", "train")
+ARTIFACT_DIR = "artifact"              # the exported model, inside out/ (worker/artifact.py)
+ARTIFACT_MANIFEST, ARTIFACT_TENSORS = "manifest.json", "tensors.npz"
+ARTIFACT_FILES = {ARTIFACT_MANIFEST: MAX_JSON_BYTES, ARTIFACT_TENSORS: 1 << 30}  # name -> size cap
+REPLAYED_STAGES = ("model", "probe", "train")  # measured on the exported model when there is one
+FORWARD_STAGES = ("probe", "train")             # ... those that need its forward traced too
 
 
 def stage_path(job: Path, stage: str) -> Path:
@@ -35,10 +44,35 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def worker_file(job: Path, name: str) -> Path | None:
+    """out/NAME if it is a regular file inside out/ once every link is resolved, else None."""
+    out = os.path.realpath(job / OUT_DIR)
+    real = os.path.realpath(job / OUT_DIR / name)
+    if not real.startswith(out + os.sep) or not stat.S_ISREG(_mode(real)):
+        return None
+    return Path(real)
+
+
+def _mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return 0
+
+
+def take_artifact(job: Path, dest: Path) -> None:
+    """Copy the exported model out of the submission's out/ (only its files, within size)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, cap in ARTIFACT_FILES.items():
+        path = worker_file(job, f"{ARTIFACT_DIR}/{name}")
+        if path is not None and path.stat().st_size <= cap:
+            shutil.copyfile(path, dest / name)
+
+
 def read_stage(job: Path, stage: str) -> dict[str, Any] | None:
     """One stage's measurements, or None when the worker never finished that stage."""
-    path = stage_path(job, stage)
-    if not path.is_file():
+    path = worker_file(job, f"{stage}.json")
+    if path is None:
         return None
     if path.stat().st_size > MAX_JSON_BYTES:
         return {"ok": False, "error": {"type": "OutputTooLarge",
@@ -56,8 +90,8 @@ def read_predictions(job: Path, expected_len: int):
     """Test-set predictions as an int64 vector of the expected length, or an error string."""
     import numpy as np
 
-    path = job / OUT_DIR / PREDICTIONS
-    if not path.is_file():
+    path = worker_file(job, PREDICTIONS)
+    if path is None:
         return "the worker wrote no predictions"
     if path.stat().st_size > 16 * expected_len + 4096:
         return "the predictions file is larger than the test set allows"

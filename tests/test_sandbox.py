@@ -10,6 +10,7 @@ also runs with `--sandbox off`, to show that the attack works when nothing stops
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -134,6 +135,7 @@ def test_without_bwrap_auto_falls_back_loudly_and_on_refuses(tmp_path):
 CASES = {
     "early_exit": (False, {}, (), ZERO, "exited with status 0 during the load step"),
     "forge_results": (True, {"then_exit": False}, (), "honest", ""),
+    "patch_grader_in_memory": (True, {}, (), "honest", ""),
     "override_parameters": (True, {}, (), "honest", ""),
     "memory_bomb": (False, {}, ("--memory-limit", "1G"), ZERO, "killed: exceeded 1 GiB memory"),
     "fork_bomb": (False, {"generations": 8}, ("--max-processes", "16"), ZERO,
@@ -156,6 +158,15 @@ def test_attack_is_contained(tmp_path, attack, honest_broken):
     assert graded.scores == (honest_broken if expected == "honest" else expected), graded.messages
     assert message in graded.messages
     assert graded.seconds < 120
+
+
+def test_forged_measurements_then_exit_are_not_believed(tmp_path):
+    """Stage files written by the submission's process are not measurements of its model:
+    the model is measured by a worker that never runs its code (grader/worker/artifact.py)."""
+    path = submission(tmp_path, "forge_results", {"then_exit": True}, broken=True)
+    graded = grade_contained(tmp_path, path, *FAST)
+    assert graded.scores == ZERO
+    assert "exited with status 0 during the export step" in graded.messages
 
 
 def test_hang_with_children_times_out_and_leaves_nothing(tmp_path):
@@ -259,19 +270,9 @@ def test_test_labels_cannot_be_read(tmp_path, monkeypatch):
     assert honest < 1.0
     assert accuracy("read_labels", "on") == honest
     assert accuracy("read_labels", "off") == 1.0  # the attack works where nothing stops it
-
-
-KNOWN_GAP = ("student code and the worker's measuring code share one process, so code that "
-             "targets the grader's internals can change shapes/params measurements: "
-             "docs/SECURITY.md, 'Not defended'")
-
-
-@pytest.mark.xfail(strict=True, reason=KNOWN_GAP)
-@pytest.mark.parametrize("attack, values", [("forge_results", {"then_exit": True}),
-                                            ("patch_grader_in_memory", {})])
-def test_in_process_forgery_is_a_known_gap(tmp_path, attack, values, honest_broken):
-    graded = grade_contained(tmp_path, submission(tmp_path, attack, values, broken=True), *FAST)
-    assert graded.scores == honest_broken
+    [labels] = glob.glob(label_globs[0])  # where the honest run cached them: known to an attacker
+    values["label_path"] = labels
+    assert accuracy("link_labels", "on") == accuracy("link_labels", "off") == 0.0
 
 
 @pytest.mark.gpu

@@ -3,9 +3,16 @@
 Runs the stages the request names, in order, writing each stage's raw
 measurements as soon as it is done. A stage that fails records why (the
 student's own frames only) and the stages that need it are not attempted.
+
+A worker runs in one of two roles (grader/worker/artifact.py says why):
+- with the submission: load its code, build its Model, and `export` it; the
+  probe and train stages run here only when the export failed;
+- with an exported model (`request["artifact"]`): no student code at all; the
+  model, probe and train stages measure the replayed model.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -20,6 +27,11 @@ from .. import protocol
 def main(job: Path) -> int:
     request = json.loads((job / protocol.REQUEST).read_text(encoding="utf-8"))
     warnings.simplefilter("ignore")  # warnings are not feedback; keep captured output useful
+    if request.get("gated"):
+        stages = _wait_for_go()
+        if stages is None:
+            return 0
+        request["stages"] = stages
     entry = job / request["entry"]
     student_root = entry.parent
     state: dict[str, Any] = {}
@@ -27,11 +39,23 @@ def main(job: Path) -> int:
     for stage in request["stages"]:
         if "load" in failed or ("model" in failed and stage != "functions"):
             continue  # nothing later can run without the code; only functions run without a model
+        if stage in protocol.REPLAYED_STAGES and state.get("traced"):
+            continue  # the replay worker measures these, away from the submission's code
         result = _run_stage(stage, request, state, student_root)
         protocol.write_json_atomic(protocol.stage_path(job, stage), result)
         if not result.get("ok"):
             failed.add(stage)
     return 0
+
+
+def _wait_for_go() -> list[str] | None:
+    """Import what the stages need, then wait for the parent (process.Gate) to say which
+    stages to run, or nothing: started early, this worker is ready by the time the
+    submission's worker has exported its model."""
+    from . import replay, trace, train  # noqa: F401 - imported for their start-up cost
+
+    line = sys.stdin.readline()
+    return json.loads(line)["stages"] if line.strip() else None
 
 
 def _run_stage(stage: str, request: dict, state: dict, student_root: Path) -> dict[str, Any]:
@@ -71,12 +95,47 @@ def stage_load(request: dict, state: dict) -> dict:
 def stage_model(request: dict, state: dict) -> dict:
     from .trace import describe_model
 
-    cls = getattr(state["module"], request.get("class_name", "Model"), None)
-    if cls is None:
-        raise NameError(f"no class named {request.get('class_name', 'Model')!r} is defined")
-    _seed(request["seed"])
-    state["model"] = model = cls()
+    state["make_model"] = make_model = _model_factory(request, state)
+    state["model"] = model = make_model()
     return describe_model(model)
+
+
+def _model_factory(request: dict, state: dict):
+    """How this worker makes a fresh, seeded Model: the student's class, or the replayed one."""
+    if request.get("artifact"):
+        from .replay import load_model
+
+        return functools.partial(load_model, Path(request["job"]) / request["artifact"])
+    name = request.get("class_name", "Model")
+    cls = getattr(state["module"], name, None)
+    if cls is None:
+        raise NameError(f"no class named {name!r} is defined")
+
+    def make_model():
+        _seed(request["seed"])
+        return cls()
+    return make_model
+
+
+def stage_export(request: dict, state: dict) -> dict:
+    """The module tree and its tensors: enough to count parameters, and no student code runs."""
+    from .export import export_model
+
+    return export_model(state["model"], _artifact_folder(request), None)
+
+
+def stage_trace(request: dict, state: dict) -> dict:
+    """Every forward too; from here on the model is measured by the replay worker."""
+    from .export import export_model
+
+    summary = export_model(state["model"], _artifact_folder(request),
+                           (Path(request["job"]) / request["entry"]).parent)
+    state["traced"] = True
+    return summary
+
+
+def _artifact_folder(request: dict) -> Path:
+    return Path(request["job"]) / protocol.OUT_DIR / protocol.ARTIFACT_DIR
 
 
 def stage_probe(request: dict, state: dict) -> dict:
@@ -104,8 +163,8 @@ def stage_train(request: dict, state: dict) -> dict:
     if request["device"] == "cuda" and device.type != "cuda":
         return {"ok": False, "error": {"type": "DeviceUnavailable",
                                        "message": "--device cuda was asked for, but CUDA is not available"}}
+    model = state["make_model"]()
     _seed(request["seed"])
-    model = state["module"].__dict__[request.get("class_name", "Model")]()
     data = load_arrays(request["data"], device)
     progress = _progress_writer(Path(request["job"]))
     try:
@@ -138,8 +197,8 @@ def stage_functions(request: dict, state: dict) -> dict:
     return call_functions(request, state)
 
 
-STAGES = {"load": stage_load, "model": stage_model, "probe": stage_probe,
-          "functions": stage_functions, "train": stage_train}
+STAGES = {"load": stage_load, "model": stage_model, "export": stage_export,
+          "trace": stage_trace, "probe": stage_probe, "functions": stage_functions, "train": stage_train}
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def import_submission(entry: Path) -> ModuleType:
 
 def describe_exception(exc: BaseException, student_root: Path) -> dict[str, Any]:
     """Type, message and the student's own frames (file, line, code) of an exception."""
-    frames = []
+    frames = list(getattr(exc, "student_frames", []))  # set by a replayed model's nodes
     for fs in traceback.extract_tb(exc.__traceback__):
         if _is_student_file(fs.filename, student_root):
             frames.append({"file": Path(fs.filename).name, "line": fs.lineno,
