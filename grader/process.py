@@ -68,7 +68,6 @@ class Gate:
             self._send()
 
     def open(self, stages: list[str]) -> None:
-        self.opened_at = time.monotonic()
         self._decide(json.dumps({"stages": stages}).encode() + b"\n")
 
     def deadline(self, timeout_s: float) -> float:
@@ -82,6 +81,7 @@ class Gate:
         with self._lock:
             if self._decision is None:
                 self._decision = decision
+                self.opened_at = time.monotonic() if decision else None
                 self._send()
 
     def _send(self) -> None:

@@ -169,6 +169,13 @@ class _Replay:
         return _run(self.job, self.request, timeout, opts, self.gate)
 
     def decide(self, m: Measurements) -> None:
+        """Open the gate or close it; never leave the replay worker waiting."""
+        try:
+            self._choose(m)
+        finally:
+            self.gate.close()  # no-op once opened
+
+    def _choose(self, m: Measurements) -> None:
         """Once the submission's worker is done: what to replay, and what it said to forget.
 
         The exported tree is enough for the model stage; the forward stages need the
@@ -184,7 +191,6 @@ class _Replay:
             _drop_successes(m, protocol.REPLAYED_STAGES if export is None
                             else protocol.FORWARD_STAGES)
         if not m.ok("export"):
-            self.gate.close()
             return
         replayed = ["model"] + [s for s in protocol.FORWARD_STAGES
                                 if s in self.wanted and m.ok("trace")]
