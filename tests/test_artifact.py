@@ -16,7 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import SOLUTIONS, grade, variant
+from conftest import ASSIGNMENTS, SOLUTIONS, grade, variant
+from grader.spec import load_spec
 from grader.worker.artifact import ArtifactError
 from grader.worker.export import export_model
 from grader.worker.replay import load_model
@@ -25,7 +26,6 @@ from grader.worker.trace import ForwardTracer, describe_model
 MODEL_SOLUTIONS = sorted(p for p in SOLUTIONS.glob("*/model.py")
                          if "class Model" in p.read_text())
 CIFAR = SOLUTIONS / "cifar10_cnn" / "model.py"
-INPUT = {"lenet5_mnist": (1, 32, 32), "fashion_mnist_strided": (1, 28, 28)}
 
 
 def import_file(path: Path, name: str = "submission"):
@@ -45,7 +45,7 @@ def test_every_reference_model_replays_exactly(tmp_path, path):
     torch.manual_seed(0)
     model = import_file(path).Model()
     replayed = round_trip(model, tmp_path / "artifact", path.parent)
-    x = torch.randn(2, *INPUT.get(path.parent.name, (3, 32, 32)))
+    x = torch.randn(2, *load_spec(ASSIGNMENTS / path.parent.name / "spec.yaml").input_shape)
     model.eval(), replayed.eval()
     assert torch.equal(model(x), replayed(x))
     assert describe_model(replayed) == describe_model(model)
