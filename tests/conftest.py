@@ -59,6 +59,36 @@ def _private_cache(tmp_path_factory):
     os.environ.setdefault("GRADER_CACHE", str(tmp_path_factory.mktemp("grader-cache")))
 
 
+def tiny_assignment(root: Path, name: str, bar: tuple[float, float], **training) -> Path:
+    """The lab spec, trained on a tiny learnable .npz kept in the spec folder.
+
+    Class k is a bright band at rows 3k..3k+2, which the lab net learns in a few dozen steps:
+    training that finishes in seconds, for tests of what happens around training. `bar` is
+    the accuracy check's (min_accuracy, partial_from); `training` overrides the recipe.
+    """
+    import numpy as np
+    import yaml
+
+    folder = root / name
+    folder.mkdir()
+    spec = yaml.safe_load((ASSIGNMENTS / "cifar10_cnn" / "spec.yaml").read_text())
+    spec["name"] = name
+    spec["training"].update(dataset="tiny.npz", **training)
+    for check in spec["checks"]:
+        if check["kind"] == "accuracy":
+            check.update(min_accuracy=bar[0], partial_from=bar[1])
+            check.pop("subset", None)
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 420)
+    x = rng.integers(0, 80, (420, 3, 32, 32)).astype(np.uint8)
+    for i, k in enumerate(y):
+        x[i, :, 3 * k:3 * k + 3] += 150
+    np.savez(folder / "tiny.npz", x_train=x[:320], y_train=y[:320], x_test=x[320:],
+             y_test=y[320:])
+    return folder
+
+
 def variant(tmp_path: Path, solution: Path, replacements: list[tuple[str, str]],
             name: str = "model.py") -> Path:
     """A copy of a solution file with planted bugs; each replacement must apply exactly once."""

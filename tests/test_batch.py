@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import ASSIGNMENTS, SOLUTIONS, grade
+from conftest import ASSIGNMENTS, SOLUTIONS, grade, tiny_assignment
 from grader.batch import discover
 
 SOLUTION = (SOLUTIONS / "cifar10_cnn" / "model.py").read_text()
@@ -269,40 +268,10 @@ def test_submitit_executor_runs_the_same_job(graded_class, tmp_path):
         assert scores(result(tmp_path / "out", student)) == scores(result(full_out, student))
 
 
-def tiny_assignment(root: Path) -> Path:
-    """The lab spec, training briefly on a tiny learnable .npz kept beside it.
-
-    Class k has a bright band at rows 3k..3k+2: the lab net learns it in 20 steps.
-    """
-    import yaml
-
-    folder = root / "cifar10_cnn"
-    folder.mkdir()
-    spec = yaml.safe_load((ASSIGNMENTS / "cifar10_cnn" / "spec.yaml").read_text())
-    spec["training"].update(dataset="tiny.npz", epochs=2, batch_size=32,
-                            optimizer={"name": "adam", "lr": 0.003})
-    for check in spec["checks"]:
-        if check["kind"] == "accuracy":
-            check.update(min_accuracy=0.5, partial_from=0.1)
-            check.pop("subset", None)
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        y = rng.integers(0, 10, n)
-        x = rng.integers(0, 80, (n, 3, 32, 32)).astype(np.uint8)
-        for i, k in enumerate(y):
-            x[i, :, 3 * k:3 * k + 3] += 150
-        return x, y.astype(np.int64)
-
-    (x_train, y_train), (x_test, y_test) = split(320), split(100)
-    np.savez(folder / "tiny.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return folder
-
-
 @pytest.mark.slow
 def test_training_batch_matches_single_runs(tmp_path):
-    assignment = tiny_assignment(tmp_path)
+    assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=2, batch_size=32,
+                                  optimizer={"name": "adam", "lr": 0.003})
     subs = tmp_path / "subs"
     subs.mkdir()
     (subs / "ann.py").write_text(SOLUTION)
@@ -322,7 +291,8 @@ def test_training_batch_matches_single_runs(tmp_path):
 
 @pytest.mark.gpu
 def test_packed_gpu_batch_gives_every_copy_the_same_grade(tmp_path):
-    assignment = tiny_assignment(tmp_path)
+    assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=2, batch_size=32,
+                                  optimizer={"name": "adam", "lr": 0.003})
     subs = tmp_path / "subs"
     subs.mkdir()
     for i in range(6):

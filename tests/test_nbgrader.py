@@ -10,7 +10,7 @@ import sys
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENTS, REPO, SOLUTIONS, grade
+from conftest import REPO, SOLUTIONS, grade
 from grader import course
 
 ASSIGNMENT = "cifar10_cnn"

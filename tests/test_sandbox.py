@@ -23,10 +23,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import ASSIGNMENTS, SOLUTIONS, Run, grade
+from conftest import SOLUTIONS, Run, grade, tiny_assignment
 from grader.limits import format_size, parse_size
 from grader.process import Capture
 
@@ -227,35 +226,11 @@ def test_hidden_files_are_invisible(tmp_path, sandbox, honest_broken):
     assert graded.scores == (honest_broken if sandbox == "on" else FULL)
 
 
-def tiny_assignment(root: Path) -> Path:
-    """The lab spec, trained for 1 epoch on a tiny learnable .npz kept in the spec folder."""
-    import yaml
-
-    folder = root / "tiny_cnn"
-    folder.mkdir()
-    spec = yaml.safe_load((ASSIGNMENTS / "cifar10_cnn" / "spec.yaml").read_text())
-    spec["name"] = "tiny_cnn"
-    spec["training"].update(dataset="tiny.npz", epochs=1, batch_size=32)
-    for check in spec["checks"]:
-        if check["kind"] == "accuracy":
-            check.update(min_accuracy=0.99, partial_from=0.0)
-            check.pop("subset", None)
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 10, 420)
-    x = rng.integers(0, 80, (420, 3, 32, 32)).astype(np.uint8)
-    for i, k in enumerate(y):
-        x[i, :, 3 * k:3 * k + 3] += 150  # class k is a bright band at rows 3k..3k+2
-    np.savez(folder / "tiny.npz", x_train=x[:320], y_train=y[:320], x_test=x[320:],
-             y_test=y[320:])
-    return folder
-
-
 def test_test_labels_cannot_be_read(tmp_path, monkeypatch):
     # A cache of its own: other tests' tiny datasets have 100 test labels too, and the attack
     # must find this assignment's labels where nothing stops it.
     monkeypatch.setenv("GRADER_CACHE", str(tmp_path / "cache"))
-    assignment = tiny_assignment(tmp_path)
+    assignment = tiny_assignment(tmp_path, "tiny_cnn", (0.99, 0.0), epochs=1, batch_size=32)
     label_globs = [f"{os.environ['GRADER_CACHE']}/labels/*.npy", f"{assignment}/*.npz"]
     values = {"label_globs": label_globs, "n_test": 100}
     args = ("--only", "accuracy", "--device", "cpu")
@@ -277,7 +252,7 @@ def test_test_labels_cannot_be_read(tmp_path, monkeypatch):
 
 @pytest.mark.gpu
 def test_cuda_works_inside_the_sandbox(tmp_path):
-    assignment = tiny_assignment(tmp_path)
+    assignment = tiny_assignment(tmp_path, "tiny_cnn", (0.99, 0.0), epochs=1, batch_size=32)
     graded = grade_contained(tmp_path, submission(tmp_path, None), "--only", "accuracy",
                              "--device", "cuda", assignment=assignment)
     assert graded.report["device"].startswith("cuda")

@@ -503,7 +503,7 @@ def _outcome(n: int, case: CaseSpec, fn: FunctionSpec, result: Any, m: Measureme
 
 
 def _error_text(err: dict, fn: FunctionSpec, m: Measurements, hidden: bool = False) -> str:
-    etype, message = err.get("type", "Error"), str(err.get("message", ""))
+    etype = err.get("type", "Error")
     if etype == "MissingFunction":
         return f"{fn.name} is not defined in {m.source.origin.name}; write `def {fn.signature or fn.name + '(...)'}`"
     if etype == "TimeLimit":

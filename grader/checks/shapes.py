@@ -184,7 +184,6 @@ def crash_message(probe: dict[str, Any], events: list[dict[str, Any]], matches: 
                   m: Measurements) -> str:
     """Where the forward pass stopped, and which shapes met there."""
     site = probe.get("crash_site") or {}
-    err = probe.get("error") or {}
     where = site.get("path") or site.get("name") or "forward"
     label = next((mt.expected.spec.name for mt in matches
                   if mt.event and mt.event.get("path") == site.get("path") and site.get("path")),
