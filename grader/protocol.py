@@ -32,8 +32,13 @@ REPLAYED_STAGES = ("model", "probe", "train")  # measured on the exported model 
 FORWARD_STAGES = ("probe", "train")             # ... those that need its forward traced too
 
 
+def stage_file(stage: str) -> str:
+    """The name of a stage's measurements inside out/."""
+    return f"{stage}.json"
+
+
 def stage_path(job: Path, stage: str) -> Path:
-    return job / OUT_DIR / f"{stage}.json"
+    return job / OUT_DIR / stage_file(stage)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -71,7 +76,7 @@ def take_artifact(job: Path, dest: Path) -> None:
 
 def read_stage(job: Path, stage: str) -> dict[str, Any] | None:
     """One stage's measurements, or None when the worker never finished that stage."""
-    path = worker_file(job, f"{stage}.json")
+    path = worker_file(job, stage_file(stage))
     if path is None:
         return None
     if path.stat().st_size > MAX_JSON_BYTES:

@@ -11,7 +11,6 @@ replayed model predicts.
 from __future__ import annotations
 
 import inspect
-import json
 import linecache
 import os
 import sys
@@ -23,6 +22,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from ..protocol import write_json_atomic
 from .artifact import FORMAT, MANIFEST, TENSORS, ArtifactError, encode, function_name
 from .trace import walk_modules
 
@@ -81,9 +81,7 @@ def export_model(model: nn.Module, folder: Path, student_root: Path | None) -> d
     with open(folder / "tensors.tmp", "wb") as f:
         np.savez(f, **tensors)
     os.replace(folder / "tensors.tmp", folder / TENSORS)
-    (folder / "manifest.tmp").write_text(json.dumps({"format": FORMAT, "modules": modules}),
-                                         encoding="utf-8")
-    os.replace(folder / "manifest.tmp", folder / MANIFEST)
+    write_json_atomic(folder / MANIFEST, {"format": FORMAT, "modules": modules})
     traced = sum("graph" in m for m in modules)
     return {"modules": len(modules), "traced": traced, "tensors": len(tensors)}
 
