@@ -6,14 +6,17 @@ it the moment it is over a limit, because the usual in-process tools do not
 fit: RLIMIT_AS breaks CUDA (which reserves huge virtual ranges), and
 RLIMIT_NPROC never applies to root (CI runs as root; a user namespace that
 maps root does not change that) and counts every process of the user.
-Two limits are also kernel limits, because sampling alone cannot keep up
-with them: the size of any one file (RLIMIT_FSIZE), and, where a pids
-cgroup can be made, the process count, since a fork bomb grows
-exponentially and starves the sampling parent of CPU.
+Some limits are also kernel limits, because sampling alone cannot keep up
+with them: the size of any one file (RLIMIT_FSIZE), and, where cgroups can
+be made (grader/cgroups.py), the process count (a fork bomb grows
+exponentially and starves the sampling parent of CPU) and memory (which
+then counts what no process maps: memfds, System V segments, tmpfs files).
+Without a memory cgroup the watchdog adds the memfds the tree holds open;
+inside the sandbox it also counts the files in each private tmpfs, whose
+inodes cost kernel memory that no size cap covers.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import resource
@@ -24,7 +27,7 @@ from typing import NamedTuple
 
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 MAX_OUT_ENTRIES = 1000  # files and folders in out/: the protocol writes a handful
-_cgroup_names = itertools.count()
+MAX_SCRATCH_FILES = 10_000  # files in each private tmpfs (/tmp, /dev/shm, the job folder)
 
 
 @dataclass(frozen=True)
@@ -54,99 +57,8 @@ def format_size(n: int) -> str:
     return f"{n} bytes"
 
 
-class PidsCgroup:
-    """A pids cgroup of its own for one worker: the kernel refuses forks past the limit.
-
-    Made where this process may create one (root on cgroup v1, or a cgroup v2
-    subtree with the pids controller delegated); elsewhere the watchdog alone
-    counts processes. Its limit is one above `Limits.max_tasks`, so the
-    watchdog sees the attempt and says what happened.
-    """
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    @classmethod
-    def create(cls, max_tasks: int) -> PidsCgroup | None:
-        parent = _pids_parent()
-        if parent is None:
-            return None
-        _remove_abandoned(parent)
-        folder = parent / f"cnn-grader-{os.getpid()}-{next(_cgroup_names)}"
-        try:
-            folder.mkdir()
-            (folder / "pids.max").write_text(str(max_tasks + 1))
-        except OSError:
-            cls(folder).remove()
-            return None
-        return cls(folder)
-
-    def enter(self) -> None:
-        """Move the calling process into the cgroup: plain system calls, as it runs between
-        fork and exec (a subprocess preexec_fn)."""
-        fd = os.open(self.folder / "cgroup.procs", os.O_WRONLY)
-        try:
-            os.write(fd, str(os.getpid()).encode())
-        finally:
-            os.close(fd)
-
-    def members(self) -> dict[int, Proc]:
-        """Every process in the cgroup, even one that left the worker's tree and group."""
-        try:
-            pids = [int(p) for p in (self.folder / "cgroup.procs").read_text().split()]
-        except OSError:
-            return {}
-        return {pid: _proc(stat) for pid in pids if (stat := _stat_fields(pid))}
-
-    def remove(self, wait_s: float = 5.0) -> None:
-        """Delete the cgroup once empty: a killed process leaves it only when its zombie is reaped."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                self.folder.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.02)
-
-
-def _remove_abandoned(parent: Path) -> None:
-    """Delete the empty cgroups of grading processes that died without cleaning up (kill -9)."""
-    for folder in parent.glob("cnn-grader-*-*"):
-        if not os.path.exists(f"/proc/{folder.name.split('-')[2]}"):
-            PidsCgroup(folder).remove(wait_s=0)
-
-
-def _pids_parent() -> Path | None:
-    """The cgroup folder of this process in a pids hierarchy where children may be made."""
-    try:
-        own = dict(line.split(":", 2)[1:] for line in
-                   Path("/proc/self/cgroup").read_text().splitlines())
-        mounts = [line.split()[1:4] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    except (OSError, ValueError):
-        return None
-    for mountpoint, fstype, options in mounts:
-        if fstype == "cgroup" and "pids" in options.split(",") and "pids" in own:
-            folder = Path(mountpoint + own["pids"])
-        elif fstype == "cgroup2" and "" in own:
-            folder = Path(mountpoint + own[""])
-            try:
-                if "pids" not in (folder / "cgroup.subtree_control").read_text().split():
-                    continue
-            except OSError:
-                continue
-        else:
-            continue
-        if os.access(folder, os.W_OK):
-            return folder
-    return None
-
-
-def prepare_child(limits: Limits, cgroup: PidsCgroup | None) -> None:
-    """In the child, just before exec: join the cgroup, cap file sizes, no core dumps.
+def prepare_child(limits: Limits, cgroup) -> None:
+    """In the child, just before exec: join the cgroups, cap file sizes, no core dumps.
 
     Python ignores SIGXFSZ, so an oversized write fails with a plain
     `OSError: [Errno 27] File too large` the student can read.
@@ -232,25 +144,84 @@ def folder_bytes(folder: Path) -> int | None:
     return total
 
 
-def violation(tree: dict[int, Proc], out_bytes: int | None, limits: Limits) -> str | None:
+def memfd_bytes(pids) -> int:
+    """Memory in memfds the processes hold open, each counted once: pages that need not be
+    mapped anywhere, so no resident set shows them (the memory cgroup would charge them)."""
+    seen: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if not os.readlink(path).startswith("/memfd:"):
+                    continue
+                st = os.stat(path)
+            except OSError:
+                continue
+            seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return sum(seen.values())
+
+
+def scratch_files(tree: dict[int, Proc], folders: tuple[str, ...]) -> int:
+    """The most files in any of the sandbox's private tmpfs folders, read through a process
+    inside the sandbox (its /proc/PID/root); 0 where no process of the tree is inside."""
+    inside = next((pid for pid in sorted(tree, reverse=True)
+                   if _mount_ns(pid) not in (None, _mount_ns(os.getpid()))), None)
+    if inside is None:
+        return 0
+    most = 0
+    for folder in folders:
+        try:
+            st = os.statvfs(f"/proc/{inside}/root{folder}")
+        except OSError:
+            continue
+        most = max(most, st.f_files - st.f_ffree)
+    return most
+
+
+def _mount_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def violation(tree: dict[int, Proc], out_bytes: int | None, limits: Limits,
+              count_memfds: bool = True, scratch: int = 0) -> str | None:
     """Why the process tree `tree` must be stopped now, in words for the student, or None."""
     if sum(p.threads for p in tree.values()) > limits.max_tasks:
         return (f"killed: started more than {limits.max_tasks} processes and threads (the limit "
                 "for one submission; the grader trains the model itself, so the code should "
                 "not start processes)")
-    over = resident_memory(tree) > limits.memory_bytes
-    if over and proportional_memory(tree) > limits.memory_bytes:
-        return (f"killed: exceeded {format_size(limits.memory_bytes)} memory (the limit for one "
-                "submission; look for data kept on every step, or tensors far larger than the "
-                "model needs)")
+    extra = memfd_bytes(tree) if count_memfds else 0
+    over = resident_memory(tree) + extra > limits.memory_bytes
+    if over and proportional_memory(tree) + extra > limits.memory_bytes:
+        return memory_message(limits)
     if out_bytes is None or out_bytes > limits.file_bytes:
         return (f"killed: wrote more than {format_size(limits.file_bytes)} or "
                 f"{MAX_OUT_ENTRIES} files into the grader's result folder")
+    if scratch > MAX_SCRATCH_FILES:
+        return (f"killed: created more than {MAX_SCRATCH_FILES:,} files in its scratch space "
+                "(/tmp and the like); the grader needs none")
     return None
+
+
+def memory_message(limits: Limits) -> str:
+    return (f"killed: exceeded {format_size(limits.memory_bytes)} memory (the limit for one "
+            "submission; look for data kept on every step, or tensors far larger than the "
+            "model needs)")
 
 
 def _proc(stat: list[bytes]) -> Proc:
     return Proc(start=int(stat[19]), threads=int(stat[17]))
+
+
+def proc_info(pid: int) -> Proc | None:
+    stat = _stat_fields(pid)
+    return _proc(stat) if stat else None
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import protocol, sandbox
-from .limits import (Limits, PidsCgroup, Proc, alive, folder_bytes, format_size, prepare_child,
-                     process_tree, violation)
+from .cgroups import WorkerCgroup
+from .limits import (Limits, Proc, alive, folder_bytes, format_size, memory_message, prepare_child,
+                     process_tree, scratch_files, violation)
 
 ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
                    "NVIDIA_VISIBLE_DEVICES", "CUDA_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -36,13 +37,16 @@ KILL_WAIT_S = 60.0     # how long killed processes may take to disappear (a fork
 READ_CHUNK = 1 << 16
 
 
-def worker_env(job: Path) -> dict[str, str]:
+def worker_env(job: Path, gpu: bool) -> dict[str, str]:
     """Only what the worker needs: no tokens, no user config, a HOME and TMPDIR of its own
-    (inside the job folder, so what torch and the submission leave there goes with it)."""
+    (inside the job folder, so what torch and the submission leave there goes with it).
+    A worker that may not use the GPU (the submission's own) sees none."""
     env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
     env.update(HOME=str(job), TMPDIR=str(job / "tmp"), PYTHONPATH=str(sandbox.package_root()),
                PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg",
                PYTHONUNBUFFERED="1")
+    if not gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 
@@ -99,28 +103,47 @@ def run_worker(job: Path, timeout_s: float, limits: Limits = Limits(),
     plan = sandbox.plan(sandbox_mode)
     for folder in (protocol.OUT_DIR, "tmp"):
         (job / folder).mkdir(exist_ok=True)
+    request = json.loads((job / protocol.REQUEST).read_text(encoding="utf-8"))
+    gpu = request.get("device", "cpu") != "cpu"
     worker = [sys.executable, "-m", "grader.worker", str(job)]
     if plan.bwrap:
-        request = json.loads((job / protocol.REQUEST).read_text(encoding="utf-8"))
         worker = sandbox.command(plan.bwrap, job, request, limits, worker)
-    cgroup = PidsCgroup.create(limits.max_tasks)
+    cgroup = WorkerCgroup.create(limits)
+    watch = _Watch(job, limits, cgroup, sandbox.scratch_folders(job) if plan.bwrap else ())
     try:
-        stopped, code = _run(worker, job, timeout_s, limits, cgroup, gate)
+        stopped, code = _run(worker, job, timeout_s, watch, gate, worker_env(job, gpu))
+        if stopped is None and cgroup is not None and cgroup.oom_killed():
+            stopped = memory_message(limits)
     finally:
         if cgroup is not None:
             cgroup.remove()
     return stopped or _exit_reason(code, sandboxed=plan.bwrap is not None)
 
 
-def _run(cmd: list[str], job: Path, timeout_s: float, limits: Limits,
-         cgroup: PidsCgroup | None, gate: Gate | None) -> tuple[str | None, int]:
+class _Watch:
+    """What the watchdog looks at for one worker, and the kernel cgroup beside it."""
+
+    def __init__(self, job: Path, limits: Limits, cgroup: WorkerCgroup | None,
+                 scratch: tuple[str, ...]):
+        self.job, self.limits, self.cgroup, self.scratch = job, limits, cgroup, scratch
+
+    def violation(self, tree: dict[int, Proc]) -> str | None:
+        memory_cgroup = self.cgroup is not None and self.cgroup.limits_memory
+        return violation(tree, folder_bytes(self.job / protocol.OUT_DIR), self.limits,
+                         count_memfds=not memory_cgroup,
+                         scratch=scratch_files(tree, self.scratch) if self.scratch else 0)
+
+
+def _run(cmd: list[str], job: Path, timeout_s: float, watch: _Watch, gate: Gate | None,
+         env: dict[str, str]) -> tuple[str | None, int]:
     """Run `cmd` to its end or until it must stop; (why it was stopped, exit status).
 
     Its output is kept in the job folder (protocol.STDOUT and STDERR), cut to the limit.
     """
+    limits, cgroup = watch.limits, watch.cgroup
     stdin = subprocess.PIPE if gate else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=job, stdin=stdin, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=worker_env(job), start_new_session=True,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True,
                             preexec_fn=functools.partial(prepare_child, limits, cgroup))
     if gate:
         gate.attach(proc)
@@ -130,7 +153,7 @@ def _run(cmd: list[str], job: Path, timeout_s: float, limits: Limits,
     try:
         started = time.monotonic()
         deadline = gate.deadline if gate else (lambda t: started + t)
-        stopped = _supervise(proc, streams, seen, job, timeout_s, deadline, limits)
+        stopped = _supervise(proc, streams, seen, watch, timeout_s, deadline)
     finally:
         _kill_tree(proc, seen, cgroup)
         _drain(streams)
@@ -166,9 +189,8 @@ class Capture:
         return bytes(self.head) + marker + bytes(tail)
 
 
-def _supervise(proc: subprocess.Popen, streams: dict, seen: dict[int, Proc], job: Path,
-               timeout_s: float, deadline: Callable[[float], float], limits: Limits
-               ) -> str | None:
+def _supervise(proc: subprocess.Popen, streams: dict, seen: dict[int, Proc], watch: _Watch,
+               timeout_s: float, deadline: Callable[[float], float]) -> str | None:
     """Pump output until the worker exits; why it must stop, if it must.
 
     The watchdog scans /proc, which costs more on a busy machine, so it looks
@@ -189,7 +211,7 @@ def _supervise(proc: subprocess.Popen, streams: dict, seen: dict[int, Proc], job
         if now >= next_look:
             tree = process_tree(proc.pid)
             seen.update(tree)
-            reason = violation(tree, folder_bytes(job / protocol.OUT_DIR), limits)
+            reason = watch.violation(tree)
             if reason:
                 return reason
             cost = time.monotonic() - now
@@ -230,7 +252,7 @@ def _drain(streams: dict, limit_s: float = 2.0) -> None:
         pipe.close()
 
 
-def _kill_tree(proc: subprocess.Popen, seen: dict[int, Proc], cgroup: PidsCgroup | None) -> None:
+def _kill_tree(proc: subprocess.Popen, seen: dict[int, Proc], cgroup: WorkerCgroup | None) -> None:
     """Kill the worker's process group and every process of its tree; wait until all are gone.
 
     Inside the sandbox the kernel also kills the whole pid namespace once

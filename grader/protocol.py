@@ -1,13 +1,12 @@
-"""The files a worker and the grading parent exchange, and how each side reads them.
+"""The files a worker and the grading parent exchange: their names and where they lie.
 
 The parent writes `request.json` into a job folder; the worker writes one JSON
 file per finished stage into `out/` (plus `predictions.npy`). Nothing is
-pickled (DESIGN.md invariant 3): JSON is size-capped and arrays are loaded with
-`allow_pickle=False` and their shape checked before the parent uses them.
-Writing stage by stage means a worker that dies in training still leaves the
-shapes it measured behind. out/ is written by student code, so the parent
-reads only regular files that really lie inside it: a link planted there (say,
-predictions.npy -> the cached test labels) is not followed.
+pickled (DESIGN.md invariant 3); grader/records.py decodes every file into
+typed records. Writing stage by stage means a worker that dies in training
+still leaves the shapes it measured behind. out/ is written by student code,
+so the parent reads only regular files that really lie inside it: a link
+planted there (say, predictions.npy -> the cached test labels) is not followed.
 """
 from __future__ import annotations
 
@@ -24,12 +23,9 @@ STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
 PREDICTIONS = "predictions.npy"
 MAX_JSON_BYTES = 8 * 1024 * 1024
-STAGES = ("load", "model", "export", "trace", "probe", "functions", "train")
 ARTIFACT_DIR = "artifact"              # the exported model, inside out/ (worker/artifact.py)
 ARTIFACT_MANIFEST, ARTIFACT_TENSORS = "manifest.json", "tensors.npz"
 ARTIFACT_FILES = {ARTIFACT_MANIFEST: MAX_JSON_BYTES, ARTIFACT_TENSORS: 1 << 30}  # name -> size cap
-REPLAYED_STAGES = ("model", "probe", "train")  # measured on the exported model when there is one
-FORWARD_STAGES = ("probe", "train")             # ... those that need its forward traced too
 
 
 def stage_file(stage: str) -> str:
@@ -72,41 +68,6 @@ def take_artifact(job: Path, dest: Path) -> None:
         path = worker_file(job, f"{ARTIFACT_DIR}/{name}")
         if path is not None and path.stat().st_size <= cap:
             shutil.copyfile(path, dest / name)
-
-
-def read_stage(job: Path, stage: str) -> dict[str, Any] | None:
-    """One stage's measurements, or None when the worker never finished that stage."""
-    path = worker_file(job, stage_file(stage))
-    if path is None:
-        return None
-    if path.stat().st_size > MAX_JSON_BYTES:
-        return {"ok": False, "error": {"type": "OutputTooLarge",
-                                       "message": f"the {stage} measurements exceed "
-                                                  f"{MAX_JSON_BYTES // 1024 // 1024} MiB"}}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return {"ok": False, "error": {"type": "CorruptOutput",
-                                       "message": f"the {stage} measurements are not valid JSON"}}
-    return data if isinstance(data, dict) else None
-
-
-def read_predictions(job: Path, expected_len: int):
-    """Test-set predictions as an int64 vector of the expected length, or an error string."""
-    import numpy as np
-
-    path = worker_file(job, PREDICTIONS)
-    if path is None:
-        return "the worker wrote no predictions"
-    if path.stat().st_size > 16 * expected_len + 4096:
-        return "the predictions file is larger than the test set allows"
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        return f"the predictions file cannot be read: {exc}"
-    if arr.shape != (expected_len,) or arr.dtype.kind not in "iu":
-        return f"predictions have shape {arr.shape} and dtype {arr.dtype}, expected ({expected_len},) integers"
-    return arr.astype(np.int64)
 
 
 def read_tail(path: Path, limit: int = 4000) -> str:

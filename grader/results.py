@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 Status = Literal["passed", "failed", "error", "skipped"]
 SCHEMA = 1
+FLAGS = {"self-reported": "measured inside the submission's own process (the spec allows it)",
+         "test-labels": "predictions look looked up, not computed (see the accuracy feedback)"}
 
 
 @dataclass
@@ -21,12 +23,15 @@ class CheckResult:
     status: Status
     feedback: str
     details: dict[str, Any] = field(default_factory=dict)
-    hidden: bool = False   # feedback for instructors only (hidden test cases)
+    flags: tuple[str, ...] = ()   # for an instructor to review, e.g. "test-labels" (FLAGS)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "score": round(self.score, 4),
-                "max_score": self.max_score, "status": self.status, "feedback": self.feedback,
-                "details": self.details}
+        out = {"id": self.id, "kind": self.kind, "score": round(self.score, 4),
+               "max_score": self.max_score, "status": self.status, "feedback": self.feedback,
+               "details": self.details}
+        if self.flags:
+            out["flags"] = list(self.flags)
+        return out
 
 
 @dataclass
@@ -40,6 +45,15 @@ class GradeResult:
     notes: list[str] = field(default_factory=list)        # e.g. notebook cells left out
     skipped_cells: list[dict[str, Any]] = field(default_factory=list)
     worker_output: str = ""                              # tail of what the submission printed
+    self_reported: list[str] = field(default_factory=list)  # stages measured in its own process
+
+    @property
+    def flags(self) -> list[str]:
+        """What an instructor should look at before trusting the score (gradebook column)."""
+        flags = {f for c in self.checks for f in c.flags}
+        if self.self_reported:
+            flags.add("self-reported")
+        return sorted(flags)
 
     @property
     def score(self) -> float:
@@ -59,7 +73,7 @@ class GradeResult:
                 "checks": [c.to_json() for c in self.checks],
                 "duration_s": round(self.duration_s, 3), "device": self.device,
                 "versions": self.versions, "notes": self.notes,
-                "skipped_cells": self.skipped_cells}
+                "skipped_cells": self.skipped_cells, "flags": self.flags}
 
 
 def score_fraction(points: float, fraction: float) -> float:

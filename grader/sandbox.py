@@ -133,6 +133,11 @@ def system_args(limits: Limits, device: str) -> list[str]:
     return args
 
 
+def scratch_folders(job: Path) -> tuple[str, ...]:
+    """The private tmpfs mounts inside the sandbox, whose files the watchdog counts."""
+    return ("/tmp", "/dev/shm", str(job))
+
+
 def job_args(job: Path, request: dict, limits: Limits) -> list[str]:
     """A private tmpfs at the job's path holding the request, the code and a writable out/."""
     submission = job / Path(request["entry"]).parts[0]

@@ -134,6 +134,8 @@ class Spec:
     training: TrainingSpec | None
     timeout_s: float
     functions: tuple[FunctionSpec, ...] = ()
+    self_reported: bool = False        # grade what could not be exported from the student's
+                                       # own process (marked in every report; default off)
 
     @property
     def folder(self) -> Path:
@@ -207,7 +209,7 @@ def load_spec(path: Path | str) -> Spec:
     path = Path(path)
     top = _Reader(path, _read_yaml(path), "")
     top.unknown({"name", "title", "input_shape", "layers", "checks", "training", "timeout_s",
-                 "functions", "notes"})
+                 "functions", "notes", "self_reported"})
     name = top.get("name", str)
     if name != path.parent.name:
         raise SpecError(path, "name", f"is {name!r} but the folder is {path.parent.name!r}",
@@ -228,6 +230,7 @@ def load_spec(path: Path | str) -> Spec:
         training=_training(path, raw_training) if raw_training is not None else None,
         timeout_s=float(top.positive("timeout_s", 600, kind=float)),
         functions=functions,
+        self_reported=top.get("self_reported", bool, False),
     )
     _cross_check(spec)
     return spec
@@ -404,7 +407,7 @@ def _tolerance(path: Path, r: _Reader, key: str, default: float | None) -> float
 
 
 def _known_reference(path: Path, key: str, name: str | None) -> None:
-    from .checks.functions import REFERENCES
+    from .references import REFERENCES
 
     if name is not None and name not in REFERENCES:
         raise SpecError(path, key, f"unknown reference {name!r}",

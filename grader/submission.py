@@ -40,7 +40,6 @@ class Source:
     problem: str | None = None         # why nothing could be loaded
     with_siblings: bool = True         # copy the folder's other .py files (helpers) too
 
-
     def stage_into(self, dest: Path) -> Path:
         """Copy the code into a job folder; returns the entry file inside it."""
         dest.mkdir(parents=True, exist_ok=True)
@@ -56,6 +55,19 @@ class Source:
         else:
             entry.write_text("", encoding="utf-8")
         return entry
+
+    def files(self) -> dict[str, str]:
+        """The source files the worker will import, by name (what stage_into writes)."""
+        if self.problem is not None:
+            return {}
+        files = {}
+        if self.with_siblings:
+            for item in sorted(self.code_dir.glob("*.py")):
+                if item.is_file():
+                    files[item.name] = item.read_text(encoding="utf-8", errors="replace")
+        files[self.entry_name] = self.text if self.text is not None else \
+            self.origin.read_text(encoding="utf-8", errors="replace")
+        return files
 
     def where(self, line: int | None) -> str:
         """A line of the imported file as the student knows it: 'cell 4, line 2' for notebooks."""

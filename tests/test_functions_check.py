@@ -434,8 +434,12 @@ def test_inputs_travel_without_expected_values(tmp_path):
     from grader.checks.functions import prepare_request
 
     folder = toy(tmp_path, hidden="more:\n  - {args: [{tensor: [-7, 2]}], expect: {tensor: [0, 12345]}}\n")
-    request = prepare_request(load_spec(folder / "spec.yaml"))
-    text = json.dumps(request)
-    assert "12345" not in text and "expect" not in text
-    # ... but it does carry the hidden case's input, so the worker can call the function
-    assert request["cases"][-1]["args"] == [{"array": {"shape": [2], "dtype": "float32", "values": [-7.0, 2.0]}}]
+    spec = load_spec(folder / "spec.yaml")
+    visible, hidden = prepare_request(spec, hidden=False), prepare_request(spec, hidden=True)
+    for request in (visible, hidden):
+        text = json.dumps(request)
+        assert "12345" not in text and "expect" not in text
+    # the hidden case's input goes only to the hidden-case worker, whose output nobody reads
+    hidden_input = [{"array": {"shape": [2], "dtype": "float32", "values": [-7.0, 2.0]}}]
+    assert hidden["cases"][-1]["args"] == hidden_input
+    assert all(case["args"] != hidden_input for case in visible["cases"])

@@ -27,7 +27,8 @@ from conftest import REPO, SOLUTIONS, grade, variant
 from grader.reporters import gradescope, render, text
 from grader.results import CheckResult, GradeResult
 
-SECRET = "hidden input [3, 1, 2] should give 6.0"
+HIDDEN_FEEDBACK = ("0 of 2 cases passed (2 of them hidden).\n"
+                   "  Also failed: #1 (hidden), #2 (hidden): wrong values")
 HOSTILE = "<script>alert('pwned')</script>"
 
 # Gradescope's autograder results.json, from its specification
@@ -104,7 +105,7 @@ def accuracy_check(status: str = "passed") -> CheckResult:
 
 def mixed_result(accuracy_status: str = "passed") -> GradeResult:
     """Every status, a hidden check and student strings that would break naive markup."""
-    hidden = CheckResult("sum_hidden", "functions", 0.0, 2.0, "failed", SECRET, hidden=True)
+    hidden = CheckResult("sum_hidden", "functions", 0.0, 2.0, "failed", HIDDEN_FEEDBACK)
     crashed = CheckResult("softmax", "functions", 0.0, 1.0, "error",
                           "softmax raised ValueError\n\x1b[31mred\x1b[0m \x00 & <done>")
     return GradeResult(
@@ -201,14 +202,6 @@ def test_html_layer_table_joins_shapes_and_params():
     assert page.row("Total parameters")[1] == ["Total parameters", "1,336; expected 2,872"]
 
 
-def test_html_hides_hidden_feedback_but_shows_its_score():
-    page_html = render(mixed_result(), "html")
-    assert SECRET not in page_html
-    page = Page(page_html)
-    assert page.row("sum_hidden")[1][2] == "0 / 2"
-    assert text.HIDDEN_FEEDBACK in "".join(page.text)
-
-
 def test_html_draws_training_curve_confusion_matrix_and_per_class_accuracy():
     page = Page(render(mixed_result(), "html"))
     alts = [img["alt"] for img in page.images()]
@@ -273,14 +266,10 @@ def test_gradescope_schema_rejects_what_gradescope_would():
             jsonschema.validate(broken, GRADESCOPE_SCHEMA)
 
 
-@pytest.mark.parametrize("hidden, points, expected", [(False, 2.0, "visible"),
-                                                      (True, 2.0, "after_published"),
-                                                      (True, 0.0, "hidden")])
-def test_gradescope_visibility_honours_hidden_checks(hidden, points, expected):
-    check = CheckResult("c", "functions", 0.0, points, "failed", SECRET, hidden=hidden)
-    test = gradescope.results_json(GradeResult("a", "s", [check]))["tests"][0]
-    assert test["visibility"] == expected
-    assert test["output"] == SECRET      # instructors always see it; visibility gates students
+def test_gradescope_shows_every_test_with_its_feedback():
+    tests = gradescope.results_json(mixed_result())["tests"]
+    assert {t["visibility"] for t in tests} == {"visible"}
+    assert next(t for t in tests if t["name"] == "sum_hidden")["output"] == HIDDEN_FEEDBACK
 
 
 # --- JUnit -----------------------------------------------------------------------------------
@@ -300,7 +289,7 @@ def test_junit_has_one_testcase_per_check_with_failures_carrying_feedback():
     assert HOSTILE in failure.text and "conv2: got 16x12x12" in failure.text
     assert cases["accuracy"].find("failure") is None
     assert cases["softmax"].find("error") is not None
-    assert cases["sum_hidden"].find("failure").text == text.HIDDEN_FEEDBACK
+    assert cases["sum_hidden"].find("failure").text == HIDDEN_FEEDBACK
 
 
 def test_junit_stays_parseable_when_feedback_has_control_characters():

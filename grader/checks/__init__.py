@@ -1,18 +1,11 @@
 """Checks: pure scoring of measurements against a spec (no printing, no student code).
 
 Each module holds one check kind with a `run(check, spec, measurements, ...)`
-that returns a CheckResult. The worker stages each kind needs are listed here,
-so the runner starts only the work the selected checks use.
+that returns a CheckResult; which worker stages each kind needs is
+grader/stages.py's table.
 """
 from __future__ import annotations
 
 from . import accuracy, functions, params, shapes
 
-STAGES_FOR_KIND = {
-    "shapes": ("load", "model", "probe"),
-    "params": ("load", "model", "probe"),
-    "functions": ("load", "functions"),
-    "accuracy": ("load", "model", "train"),
-}
-
-__all__ = ["accuracy", "functions", "params", "shapes", "STAGES_FOR_KIND"]
+__all__ = ["accuracy", "functions", "params", "shapes"]

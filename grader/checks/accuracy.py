@@ -12,8 +12,12 @@ import numpy as np
 
 from ..data import PreparedData
 from ..measurements import Measurements
+from ..records import TrainRecord
 from ..results import CheckResult, linear_credit, score_fraction, status_for
 from ..spec import CheckSpec, Spec
+
+SHIFT_DROP = 0.25   # measured: honest reference models lose at most ... (docs/SECURITY.md)
+TRAIN_GAP = 0.25
 
 
 def thresholds(check: CheckSpec, variant: str) -> dict[str, Any]:
@@ -31,22 +35,54 @@ def run(check: CheckSpec, spec: Spec, m: Measurements, data: PreparedData) -> Ch
     if data.variant == "subset" and "subset" not in check.options:
         base["warning"] = ("this spec has no thresholds for a subset of the data; the full "
                            "dataset's thresholds were used")
-    train = m.data("train")
+    train: TrainRecord | None = m.record("train")
     preds = m.predictions
     if not m.ok("train") or not isinstance(preds, np.ndarray):
         reason = m.blocker("train") if not m.ok("train") else preds
         return CheckResult(check.id, "accuracy", 0.0, check.points, "error",
                            f"No accuracy could be measured: {reason}",
-                           {**base, "accuracy": 0.0, "curve": train.get("curve", [])})
+                           {**base, "accuracy": 0.0, "curve": _curve(train)})
     labels = data.test_labels()
-    acc, per_class, confusion = evaluate(preds, labels, data.num_classes)
-    credit = linear_credit(acc, bar["min_accuracy"], bar.get("partial_from"))
+    acc, per_class, confusion = evaluate(preds[0], labels, data.num_classes)
+    shifted_acc = evaluate(preds[1], labels, data.num_classes)[0]
+    last_train = train.curve[-1].train_accuracy if train.curve else None
+    suspicion = looked_up(acc, shifted_acc, last_train)
+    credit = 0.0 if suspicion else linear_credit(acc, bar["min_accuracy"], bar.get("partial_from"))
     score = score_fraction(check.points, credit)
-    details = {**base, "accuracy": acc, "per_class": dict(zip(data.classes, per_class)),
-               "confusion": confusion, "classes": data.classes, "curve": train.get("curve", []),
-               "train_seconds": train.get("train_seconds"), "device": train.get("device")}
+    details = {**base, "accuracy": acc, "shifted_accuracy": shifted_acc,
+               "per_class": dict(zip(data.classes, per_class)), "confusion": confusion,
+               "classes": data.classes, "curve": _curve(train),
+               "train_seconds": train.train_seconds, "device": train.device}
+    feedback = _feedback(acc, bar, credit, train, per_class, data.classes)
+    if suspicion:
+        feedback = (f"Withheld for review: {suspicion}. Predictions like these come from looking "
+                    "test images up (their labels are public), not from a trained network, so "
+                    "this check earns no points until an instructor has looked at the code.\n"
+                    + feedback)
     return CheckResult(check.id, "accuracy", score, check.points, status_for(score, check.points),
-                       _feedback(acc, bar, credit, train, per_class, data.classes), details)
+                       feedback, details, flags=("test-labels",) if suspicion else ())
+
+
+def looked_up(acc: float, shifted_acc: float, train_acc: float | None) -> str | None:
+    """Why test predictions look looked up rather than computed, or None.
+
+    A trained network is nearly as accurate on the test images moved by one pixel
+    (SHIFT_DROP), and not far more accurate on the test images than on the training
+    images it just learned (TRAIN_GAP); a table of the public test labels keyed by
+    image is exact on the originals and at chance on everything else.
+    """
+    if acc - shifted_acc > SHIFT_DROP:
+        return (f"on the same test images moved by one pixel, accuracy falls from {acc:.1%} "
+                f"to {shifted_acc:.1%}")
+    if train_acc is not None and acc - train_acc > TRAIN_GAP:
+        return (f"test accuracy {acc:.1%} is far above the training accuracy of the last epoch "
+                f"({train_acc:.1%})")
+    return None
+
+
+def _curve(train: TrainRecord | None) -> list[dict[str, float]]:
+    return [{"epoch": p.epoch, "loss": p.loss, "train_accuracy": p.train_accuracy}
+            for p in (train.curve if train else ())]
 
 
 def evaluate(preds: np.ndarray, labels: np.ndarray, num_classes: int):
@@ -60,7 +96,7 @@ def evaluate(preds: np.ndarray, labels: np.ndarray, num_classes: int):
     return acc, [round(float(v), 4) for v in per_class], confusion.tolist()
 
 
-def _feedback(acc: float, bar: dict[str, Any], credit: float, train: dict[str, Any],
+def _feedback(acc: float, bar: dict[str, Any], credit: float, train: TrainRecord,
               per_class: list[float], classes: list[str]) -> str:
     need = bar["min_accuracy"]
     line = f"Test accuracy {acc:.2%} (full marks from {need:.2%}"
@@ -68,13 +104,13 @@ def _feedback(acc: float, bar: dict[str, Any], credit: float, train: dict[str, A
         line += f", partial credit from {bar['partial_from']:.2%}"
     line += ")."
     notes = [line]
-    if train.get("stopped"):
-        notes.append(f"Training stopped early: {train['stopped']}. Check the model for operations "
+    if train.stopped:
+        notes.append(f"Training stopped early: {train.stopped}. Check the model for operations "
                      "that can overflow, or a learning rate set inside the model.")
     if credit < 1:
         worst = sorted(zip(per_class, classes))[:3]
         notes.append("Weakest classes: " + ", ".join(f"{c} {a:.0%}" for a, c in worst) + ".")
-        curve = train.get("curve") or []
-        if len(curve) >= 2 and curve[-1]["loss"] >= curve[0]["loss"]:
+        curve = train.curve
+        if len(curve) >= 2 and curve[-1].loss >= curve[0].loss:
             notes.append("The training loss did not fall: check activations and the forward pass.")
     return "\n".join(notes)

@@ -21,116 +21,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import formulas
 from ..measurements import Measurements, explain_error
+from ..records import CaseRecord, ErrorInfo
 from ..results import CheckResult, score_fraction, status_for
+from ..references import REFERENCES, torch_module
 from ..spec import CaseSpec, CheckSpec, FunctionSpec, Spec
+from ..static import Finding, forbidden_uses
 
 BUDGET_S = 90.0            # all cases together; below the runner's probe timeout
 SMALL = 12                 # arrays up to this many values are shown in full
-
-
-# ---------------------------------------------------------------- references (parent only)
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def _F():
-    import torch.nn.functional as F
-
-    return F
-
-
-def _conv_output_size(I, K, P=0, S=1):
-    return formulas.conv_output_size(I, K, P, S)
-
-
-def _output_length(N, K, mode):
-    padding = {"valid": 0, "same": (K - 1) // 2, "full": K - 1}[mode]
-    return formulas.conv_output_size(N, K, padding, 1)
-
-
-def _repeated_sizes(N, K, times):
-    sizes = []
-    for _ in range(times):
-        N = formulas.conv_output_size(N, K)
-        sizes.append(N)
-    return sizes
-
-
-def _conv2d(x, weight, bias=None, stride=1, padding=0):
-    return _F().conv2d(x, weight, bias, stride=stride, padding=padding)
-
-
-def _match_map(image, kernel, padding=0):
-    out = _F().conv2d(image[None, None], kernel[None, None], padding=padding)[0, 0]
-    return out / kernel.numel()
-
-
-def _max_pool2d(x, kernel_size=2, stride=None):
-    return _F().max_pool2d(x, kernel_size, stride or kernel_size)
-
-
-def _avg_pool2d(x, kernel_size=2, stride=None):
-    return _F().avg_pool2d(x, kernel_size, stride or kernel_size)
-
-
-def _pool_output_shape(shape, kernel_size=2, stride=None):
-    n, c, h, w = shape
-    s = stride or kernel_size
-    return (n, c, formulas.pool_output_size(h, kernel_size, 0, s),
-            formulas.pool_output_size(w, kernel_size, 0, s))
-
-
-def _entropy_bits(p):
-    return _torch().special.entr(p).sum(-1) / math.log(2)
-
-
-def _cross_entropy_bits(p, q):
-    return -_torch().xlogy(p, q).sum(-1) / math.log(2)
-
-
-def _kl_divergence_bits(p, q):
-    torch = _torch()
-    return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1) / math.log(2)
-
-
-def _count_parameters(model):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _patch_positions(row, col, width, size=3):
-    return [(row + i) * width + col + j for i in range(size) for j in range(size)]
-
-
-REFERENCES: dict[str, Callable[..., Any]] = {
-    "conv_output_size": _conv_output_size,
-    "output_length": _output_length,
-    "repeated_sizes": _repeated_sizes,
-    "conv2d": _conv2d,
-    "match_map": _match_map,
-    "max_pool2d": _max_pool2d,
-    "avg_pool2d": _avg_pool2d,
-    "pool_output_shape": _pool_output_shape,
-    "softmax": lambda z: _torch().softmax(z, dim=-1),
-    "entropy_bits": _entropy_bits,
-    "cross_entropy_bits": _cross_entropy_bits,
-    "kl_divergence_bits": _kl_divergence_bits,
-    "loss_for_label": lambda probs, label: -math.log(float(probs[label])),
-    "cross_entropy": lambda logits, targets: _F().cross_entropy(logits, targets),
-    "relu": lambda x: _F().relu(x),
-    "leaky_relu": lambda x, negative_slope=0.01: _F().leaky_relu(x, negative_slope),
-    "count_parameters": _count_parameters,
-    "linear_params": lambda n_in, n_out, bias=True: formulas.linear_params(n_in, n_out, bias),
-    "conv_params": lambda kernel_size, in_channels, out_channels, bias=True:
-        formulas.conv_params(in_channels, out_channels, kernel_size, 1, bias),
-    "flatten_images": lambda x: _torch().flatten(x, 1),
-    "flat_position": lambda row, col, width: row * width + col,
-    "patch_positions": _patch_positions,
-}
 
 
 # ---------------------------------------------------------------- inputs
@@ -173,16 +72,22 @@ def _random(raw: dict) -> np.ndarray:
     return arr.astype(raw.get("dtype", default))
 
 
-def all_cases(spec: Spec) -> list[tuple[CheckSpec, CaseSpec]]:
-    """Every case of every functions check, in spec order: index n is the worker's case n."""
-    return [(c, case) for c in spec.checks if c.kind == "functions" for case in c.options["cases"]]
+def all_cases(spec: Spec, hidden: bool) -> list[tuple[CheckSpec, CaseSpec]]:
+    """Every visible (or hidden) case of every functions check, in spec order: index n is
+    the worker's case n (visible and hidden cases go to different workers)."""
+    return [(c, case) for c in spec.checks if c.kind == "functions"
+            for case in c.options["cases"] if case.hidden == hidden]
 
 
-def prepare_request(spec: Spec) -> dict[str, Any]:
-    """The request's `functions` entry: every case's function, inputs and limits."""
+def has_hidden_cases(spec: Spec) -> bool:
+    return bool(all_cases(spec, hidden=True))
+
+
+def prepare_request(spec: Spec, hidden: bool) -> dict[str, Any]:
+    """The request's `functions` entry: the visible (or hidden) cases' inputs and limits."""
     functions = {f.name: f for f in spec.functions}
     cases = []
-    for _, case in all_cases(spec):
+    for _, case in all_cases(spec, hidden):
         fn = functions[case.function]
         cases.append({"function": case.function,
                       "args": [_to_worker(materialize(v)) for v in case.args],
@@ -206,7 +111,7 @@ def _to_worker(value: Any) -> dict[str, Any]:
 def _to_torch(value: Any) -> Any:
     """Inputs for a reference: float64 tensors (so the reference is the accurate side)."""
     if isinstance(value, np.ndarray):
-        torch = _torch()
+        torch = torch_module()
         return torch.from_numpy(value.astype(np.float64) if value.dtype.kind == "f" else value.copy())
     if isinstance(value, ModelValue):
         from ..worker.functions import build_model
@@ -441,16 +346,15 @@ class Outcome:
 def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     cases: tuple[CaseSpec, ...] = check.options["cases"]
     absent = check.options.get("hidden_absent", ())
-    stage = m.data("functions")
-    results = stage.get("cases")
-    if not m.ok("functions") or not isinstance(results, list):
+    if not m.ok("functions"):
         return CheckResult(check.id, "functions", 0.0, check.points, "error",
                            f"No functions could be called: {m.blocker('functions')}",
                            {"cases": [], "passed": 0, "total": len(cases)})
-    offset = next(i for i, (c, _) in enumerate(all_cases(spec)) if c.id == check.id)
     functions = {f.name: f for f in spec.functions}
-    outcomes = [_outcome(i + 1, case, functions[case.function],
-                         results[offset + i] if offset + i < len(results) else None, m)
+    results = _results_by_case(check, spec, m)
+    static = _static_findings(spec, m)
+    outcomes = [_outcome(i + 1, case, functions[case.function], results[i], m,
+                         static.get(case.function, []))
                 for i, case in enumerate(cases)]
     passed = sum(o.passed for o in outcomes)
     score = score_fraction(check.points, passed / len(outcomes))
@@ -472,28 +376,45 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
                        "\n".join(lines), details)
 
 
-def _outcome(n: int, case: CaseSpec, fn: FunctionSpec, result: Any, m: Measurements) -> Outcome:
+def _results_by_case(check: CheckSpec, spec: Spec, m: Measurements) -> list[CaseRecord | None]:
+    """This check's cases' results, in its order: visible ones from the submission's worker,
+    hidden ones from the hidden-case worker."""
+    by_stage = {}
+    for hidden, stage in ((False, "functions"), (True, "hidden")):
+        record = m.record(stage)
+        got = list(record.cases) if record is not None else []
+        mine = [i for i, (c, _) in enumerate(all_cases(spec, hidden)) if c.id == check.id]
+        by_stage[hidden] = iter([got[i] if i < len(got) else None for i in mine])
+    return [next(by_stage[case.hidden]) for case in check.options["cases"]]
+
+
+def _static_findings(spec: Spec, m: Measurements) -> dict[str, list[Finding]]:
+    """For each function with forbidden calls: what the parent found in the source."""
+    files = m.source.files()
+    return {f.name: forbidden_uses(files, m.source.entry_name, f.name, f.forbid)
+            for f in spec.functions if f.forbid}
+
+
+def _outcome(n: int, case: CaseSpec, fn: FunctionSpec, result: CaseRecord | None,
+             m: Measurements, findings: list[Finding]) -> Outcome:
     out = Outcome(n, case, False)
-    if not isinstance(result, dict):
+    if result is None:
         out.problem = out.short = "no result came back for this case"
         return out
-    if not result.get("ok"):
-        err = result.get("error") if isinstance(result.get("error"), dict) else {}
-        out.error_type = str(err.get("type", "Error"))
+    if not result.ok:
+        err = result.error or ErrorInfo("Error", "")
+        out.error_type = err.type
         out.problem = _error_text(err, fn, m)
         out.short = _error_text(err, fn, m, hidden=True)
         return out
     expected = expected_value(case, fn)
-    got = decode(result.get("result"))
+    got = decode(result.result)
     out.expected, out.got = expected.describe(), got.describe()
     rtol = fn.rtol if case.rtol is None else case.rtol
     atol = fn.atol if case.atol is None else case.atol
     problem = compare(expected, got, fn, rtol, atol)
-    calls = [c for c in result.get("calls") or [] if c in fn.forbid]
-    if problem is None and calls:
-        problem = (f"calls torch's {', '.join(calls)}; the assignment asks you to write "
-                   f"{fn.name} yourself with basic tensor operations")
-        out.short = f"calls torch's {', '.join(calls)}"
+    if problem is None:
+        problem, out.short = _forbidden_problem(fn, result.calls, findings)
     out.passed = problem is None
     out.problem = problem or ""
     if problem and not out.short:
@@ -502,18 +423,34 @@ def _outcome(n: int, case: CaseSpec, fn: FunctionSpec, result: Any, m: Measureme
     return out
 
 
-def _error_text(err: dict, fn: FunctionSpec, m: Measurements, hidden: bool = False) -> str:
-    etype = err.get("type", "Error")
+def _forbidden_problem(fn: FunctionSpec, calls: tuple[str, ...], findings: list[Finding]
+                       ) -> tuple[str | None, str]:
+    """Why a right answer still fails: a forbidden function was called (seen while it ran, or
+    named in the source), or the source reaches names the grader cannot check."""
+    used = sorted({c for c in calls if c in fn.forbid})
+    named = [f for f in findings if not f.dynamic]
+    if used or named:
+        what = ", ".join(used) or named[0].what.removeprefix("uses torch's ")
+        where = f" ({named[0].sentence()})" if named else ""
+        return (f"calls torch's {what}; the assignment asks you to write {fn.name} yourself "
+                f"with basic tensor operations{where}"), f"calls torch's {what}"
+    if findings:
+        return (f"{findings[0].sentence()}, so the grader cannot check that {fn.name} is "
+                "written without torch's own version; write it with plain names"), \
+            "cannot be checked (dynamic names)"
+    return None, ""
+
+
+def _error_text(err: ErrorInfo, fn: FunctionSpec, m: Measurements, hidden: bool = False) -> str:
+    etype = err.type
     if etype == "MissingFunction":
         return f"{fn.name} is not defined in {m.source.origin.name}; write `def {fn.signature or fn.name + '(...)'}`"
     if etype == "TimeLimit":
         return f"ran for more than {fn.time_limit_s:g} s and was stopped (an endless loop?)"
     if etype == "NotRun":
         return "not run: the time for all cases ran out"
-    if hidden:
-        frames = err.get("frames") or []
-        where = f" at {m.source.where(frames[-1]['line'])}" if frames else ""
-        return f"raised {etype}{where}"
+    if hidden:   # the type only: a message or a line could carry the hidden inputs out
+        return f"raised {etype}"
     text = explain_error("functions", err, m.source)
     return text.replace("calling your functions failed: ", "", 1)
 

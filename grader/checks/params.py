@@ -6,11 +6,11 @@ override. Feedback writes out the formula, e.g. (5*5*3 + 1)*6 = 456.
 """
 from __future__ import annotations
 
-from math import prod
 from typing import Any
 
 from .. import formulas
 from ..measurements import Measurements
+from ..records import Event, Module
 from ..results import CheckResult, score_fraction, status_for
 from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes
 from .matching import Match, events_from_modules, match_layers
@@ -22,12 +22,13 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
         return CheckResult(check.id, "params", 0.0, check.points, "error",
                            f"No parameters could be counted: {m.blocker('model')}",
                            {"layers": [], "expected_total": sum(x.params for x in expected)})
-    modules = m.data("model")["modules"]
+    modules = m.record("model").modules
     counts = _subtree_counts(modules)
-    events = list(m.data("probe").get("events") or [])
-    called = {e["path"] for e in events}
+    probe = m.record("probe")
+    events = list(probe.events) if probe is not None else []
+    called = {e.path for e in events}
     # modules the forward never reached (it crashed, or never calls them) still have parameters
-    events += events_from_modules([mod for mod in modules if mod["path"] not in called])
+    events += events_from_modules([mod for mod in modules if mod.path not in called], len(events))
     matches = match_layers(expected, events)
     rows = [_row(mt, counts) for mt in matches if mt.expected.params or _has_params(mt, counts)]
     total, want_total = counts.get("", 0), sum(x.params for x in expected)
@@ -48,12 +49,20 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
                        {"layers": rows, "total": total, "expected_total": want_total})
 
 
-def _subtree_counts(modules: list[dict[str, Any]]) -> dict[str, int]:
-    """Parameters per module path including its children ('' is the whole model)."""
-    own = {mod["path"]: sum(prod(p["shape"]) for p in mod["params"]) for mod in modules}
-    return {path: sum(n for p, n in own.items()
-                      if path == "" or p == path or p.startswith(path + "."))
-            for path in own}
+def _subtree_counts(modules: tuple[Module, ...]) -> dict[str, int]:
+    """Parameters per module path including its children ('' is the whole model), in one
+    pass: each module's own count is added to every module above it."""
+    counts: dict[str, int] = {}
+    for mod in modules:
+        counts.setdefault(mod.path, 0)
+        own = sum(p.numel for p in mod.params)
+        path = mod.path
+        while True:
+            counts[path] = counts.get(path, 0) + own
+            if not path:
+                break
+            path = path.rpartition(".")[0]
+    return counts
 
 
 def _has_params(mt: Match, counts: dict[str, int]) -> bool:
@@ -62,7 +71,7 @@ def _has_params(mt: Match, counts: dict[str, int]) -> bool:
 
 def _got(mt: Match, counts: dict[str, int]) -> int:
     e = mt.event
-    return counts.get(e["path"], 0) if e["kind"] == "module" else int(e.get("params", 0))
+    return counts.get(e.path, 0) if e.kind == "module" else e.params
 
 
 def _row(mt: Match, counts: dict[str, int]) -> dict[str, Any]:
@@ -104,12 +113,12 @@ def expected_formula(x: ExpectedLayer) -> str:
     return "0"
 
 
-def student_formula(e: dict[str, Any]) -> str:
-    hp = e.get("hyper") or {}
-    if e["category"] in ("conv2d", "conv_transpose2d") and "kernel_size" in hp:
+def student_formula(e: Event) -> str:
+    hp = e.hyper
+    if e.category in ("conv2d", "conv_transpose2d") and "kernel_size" in hp:
         return _conv_text(hp["in_channels"], hp["out_channels"], hp["kernel_size"],
                           hp.get("groups", 1), hp.get("bias", True))
-    if e["category"] == "linear" and "in_features" in hp:
+    if e.category == "linear" and "in_features" in hp:
         return _linear_text(hp["in_features"], hp["out_features"], hp.get("bias", True))
     return ""
 

@@ -7,10 +7,12 @@ hyperparameter that differs, because that is the mistake to fix.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import formulas
 from ..measurements import Measurements
+from ..records import Event, ProbeRecord
 from ..results import CheckResult, score_fraction, status_for
 from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes
 from .matching import Match, activation_after, match_layers
@@ -24,12 +26,12 @@ def fmt(shape: Any) -> str:
 
 def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     expected = expected_shapes(spec)
-    probe = m.data("probe")
-    events = probe.get("events")
-    if events is None:
+    probe: ProbeRecord | None = m.record("probe")
+    if probe is None or (not m.ok("probe") and not probe.events):
         return CheckResult(check.id, "shapes", 0.0, check.points, "error",
                            f"No shapes could be measured: {m.blocker('probe')}",
                            {"layers": [_row_unmeasured(x) for x in expected]})
+    events = list(probe.events)
     matches = match_layers(expected, events)
     rows = [_row(mt, matches, events) for mt in matches]
     crash = None if m.ok("probe") else crash_message(probe, events, matches, m)
@@ -40,7 +42,9 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     passed = sum(r["ok"] for r in rows)
     output_problem = _output_problem(probe, expected) if m.ok("probe") else None
     fraction = passed / len(rows) if rows else 0.0
-    if output_problem:
+    if output_problem or crash:
+        # a model whose forward does not finish, or returns no usable scores, cannot be
+        # trained or used, however right its layers are: one layer's worth is lost
         fraction = min(fraction, (len(rows) - 1) / len(rows))
     score = score_fraction(check.points, fraction)
     lines = [r["message"] for r in rows if not r["ok"] and r["got"] is not None]
@@ -51,9 +55,12 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
         lines.append(output_problem)
     header = f"{passed} of {len(rows)} layers have the expected shape."
     feedback = header if not lines else header + "\n" + "\n".join(lines)
+    output = probe.output
     return CheckResult(check.id, "shapes", score, check.points, status_for(score, check.points),
                        feedback, {"layers": rows, "crash": crash,
-                                  "output": probe.get("output")})
+                                  "output": None if output is None else
+                                  {"shape": output.shape and list(output.shape),
+                                   "finite": output.finite}})
 
 
 def _row_unmeasured(x: ExpectedLayer) -> dict[str, Any]:
@@ -70,18 +77,18 @@ def _row(mt: Match, matches: list[Match], events: list[dict[str, Any]]) -> dict[
                           f"one (output {fmt(x.out_shape)})")
         return row
     e = mt.event
-    got_in = e["in"][1:] if e["in"] else None
-    got = e["out"][1:] if e["out"] else None
-    label = x.spec.name if mt.how == "name" or not e["path"] else f"{x.spec.name} ({e['path']})"
-    if not e["path"] and mt.how == "order":
-        label = f"{x.spec.name} ({e['class']} call)"
-    row.update({"in": got_in, "got": got, "matched": e["path"] or e["class"], "how": mt.how,
-                "class": e["class"], "formula": _formula(x, e, got_in)})
+    got_in = list(e.in_shape[1:]) if e.in_shape else None
+    got = list(e.out_shape[1:]) if e.out_shape else None
+    label = x.spec.name if mt.how == "name" or not e.path else f"{x.spec.name} ({e.path})"
+    if not e.path and mt.how == "order":
+        label = f"{x.spec.name} ({e.cls} call)"
+    row.update({"in": got_in, "got": got, "matched": e.path or e.cls, "how": mt.how,
+                "class": e.cls, "formula": _formula(x, e, got_in)})
     problems = []
     if got is not None and list(x.out_shape) != got:
         problems.append(_explain_shape(label, x, e, got_in, got))
     if _wrong_pool_kind(x, e):
-        problems.append(f"{label}: uses {e['category']} where the spec asks for {x.spec.type}")
+        problems.append(f"{label}: uses {e.category} where the spec asks for {x.spec.type}")
     if x.spec.activation and got is not None:
         found = activation_after(mt, matches, events)
         row["activation"] = {"expected": x.spec.activation, "found": found}
@@ -94,14 +101,14 @@ def _row(mt: Match, matches: list[Match], events: list[dict[str, Any]]) -> dict[
     return row
 
 
-def _wrong_pool_kind(x: ExpectedLayer, e: dict[str, Any]) -> bool:
+def _wrong_pool_kind(x: ExpectedLayer, e: Event) -> bool:
     pools = {"maxpool2d", "avgpool2d"}
-    return x.spec.type in pools and e["category"] in pools and e["category"] != x.spec.type
+    return x.spec.type in pools and e.category in pools and e.category != x.spec.type
 
 
-def _formula(x: ExpectedLayer, e: dict[str, Any], got_in: list[int] | None) -> str:
+def _formula(x: ExpectedLayer, e: Event, got_in: list[int] | None) -> str:
     """The size formula with the student's own numbers (height axis)."""
-    hp = e.get("hyper") or {}
+    hp = e.hyper
     if not got_in or len(got_in) != 3 or "kernel_size" not in hp:
         return ""
     i = got_in[1]
@@ -109,10 +116,10 @@ def _formula(x: ExpectedLayer, e: dict[str, Any], got_in: list[int] | None) -> s
     p = _int_padding(hp.get("padding", 0), k, hp.get("dilation", 1))
     s = formulas.pair(hp.get("stride") or k)[0]
     d = formulas.pair(hp.get("dilation", 1))[0]
-    if e["category"] == "conv_transpose2d":
+    if e.category == "conv_transpose2d":
         op = formulas.pair(hp.get("output_padding", 0))[0]
         return formulas.conv_transpose_formula_text(i, k, p, s, d, op)
-    if e["category"] in ("maxpool2d", "avgpool2d") and hp.get("ceil_mode"):
+    if e.category in ("maxpool2d", "avgpool2d") and hp.get("ceil_mode"):
         return f"O = ceil(({i} - {k} + 2*{p})/{s}) + 1 = " + str(
             formulas.pool_output_size(i, k, p, s, d, True))
     return formulas.conv_formula_text(i, k, p, s, d)
@@ -126,10 +133,10 @@ def _int_padding(padding: Any, k: int, d: Any) -> int:
     return formulas.pair(padding)[0]
 
 
-def _explain_shape(label: str, x: ExpectedLayer, e: dict[str, Any], got_in: list[int] | None,
+def _explain_shape(label: str, x: ExpectedLayer, e: Event, got_in: list[int] | None,
                    got: list[int]) -> str:
     head = f"{label}: got {fmt(got)}, expected {fmt(x.out_shape)}"
-    hp, want = e.get("hyper") or {}, x.spec.hp
+    hp, want = e.hyper, x.spec.hp
     if x.spec.type == "flatten":
         return f"{head}: the flattened map has {fmt(got)} features; expected " \
                f"{x.out_shape[0]} = {fmt(x.in_shape)}"
@@ -168,50 +175,42 @@ def _norm(v: Any, hp: dict[str, Any]) -> Any:
     return formulas.pair(v) if not isinstance(v, str) else v
 
 
-def _output_problem(probe: dict[str, Any], expected: list[ExpectedLayer]) -> str | None:
-    out = probe.get("output") or {}
+def _output_problem(probe: ProbeRecord, expected: list[ExpectedLayer]) -> str | None:
+    out = probe.output
     want = list(expected[-1].out_shape)
-    if out.get("shape") is None:
+    if out is None or out.shape is None:
         return "forward did not return a tensor"
-    if out["shape"][1:] != want:
-        return f"the model returns {fmt(out['shape'][1:])} per image; expected {fmt(want)}"
-    if not out.get("finite", True):
+    if list(out.shape[1:]) != want:
+        return f"the model returns {fmt(out.shape[1:])} per image; expected {fmt(want)}"
+    if not out.finite:
         return "the model's output contains NaN or infinity for a random input"
     return None
 
 
-def crash_message(probe: dict[str, Any], events: list[dict[str, Any]], matches: list[Match],
+def crash_message(probe: ProbeRecord, events: list[Event], matches: list[Match],
                   m: Measurements) -> str:
     """Where the forward pass stopped, and which shapes met there."""
-    site = probe.get("crash_site") or {}
-    where = site.get("path") or site.get("name") or "forward"
+    site = probe.crash
+    if site is None:
+        return f"The forward pass stopped: {m.blocker('probe')}"
+    where = site.path or site.name or "forward"
     label = next((mt.expected.spec.name for mt in matches
-                  if mt.event and mt.event.get("path") == site.get("path") and site.get("path")),
-                 where)
-    inputs = site.get("inputs") or []
-    hyper = site.get("hyper") or {}
-    got = inputs[0] if inputs and inputs[0] else None
-    if site.get("kind") == "module" and site.get("path") \
-            and site["path"] not in site.get("open_modules", [site["path"]]):
+                  if mt.event and site.path and mt.event.path == site.path), where)
+    got = site.inputs[0] if site.inputs and site.inputs[0] else None
+    if site.kind == "module" and site.path and site.path not in site.open_modules:
         # The last layer called had already returned: the error came from code after it
         # (e.g. torch.cat of a skip connection whose sizes differ), so do not blame the layer.
         return f"The forward pass stopped after {label}: {m.blocker('probe')}"
-    base = f"The forward pass stopped in {label} ({site.get('class', site.get('name', '?'))})"
+    base = f"The forward pass stopped in {label} ({site.cls or site.name or '?'})"
+    hyper = site.hyper
     if "in_features" in hyper and got:
         feats = got[-1]
-        last_map = next((e["out"][1:] for e in reversed(events)
-                         if e.get("out") and len(e["out"]) == 4), None)
-        origin = f" = {fmt(last_map)}" if last_map and _prod(last_map) == feats else ""
+        last_map = next((e.out_shape[1:] for e in reversed(events)
+                         if e.out_shape and len(e.out_shape) == 4), None)
+        origin = f" = {fmt(last_map)}" if last_map and math.prod(last_map) == feats else ""
         return (f"{base}: {label} expects {hyper['in_features']} features, "
                 f"the flattened map has {feats}{origin}")
     if "in_channels" in hyper and got and len(got) == 4:
         return (f"{base}: {label} expects {hyper['in_channels']} input channels, "
                 f"its input has {got[1]} ({fmt(got[1:])})")
     return f"{base}: {m.blocker('probe')}"
-
-
-def _prod(shape: list[int]) -> int:
-    n = 1
-    for v in shape:
-        n *= v
-    return n

@@ -4,12 +4,7 @@ Follows Gradescope's autograder specification
 (https://gradescope-autograders.readthedocs.io/en/latest/specs/): one test per check with
 name, score, max_score, status, output and visibility. Outputs are plain text ("text":
 shown in a <pre>), never HTML, because feedback quotes student code; terminal escapes
-are removed.
-
-A hidden check (instructor-only feedback) is `after_published`: its points count, and
-students see it once grades are published. Gradescope hides the total from students while
-such a test is pending, and reserves `hidden` for tests worth no points, so a hidden check
-worth nothing is `hidden`.
+are removed. Every test is visible: feedback on hidden cases already names no values.
 """
 from __future__ import annotations
 
@@ -32,15 +27,9 @@ def results_json(result: GradeResult) -> dict[str, Any]:
                            "device": result.device, "versions": result.versions}}
 
 
-def visibility(check: CheckResult) -> str:
-    if not check.hidden:
-        return "visible"
-    return "after_published" if check.max_score > 0 else "hidden"
-
-
 def _test(check: CheckResult) -> dict[str, Any]:
     test = {"name": check.id, "score": check.score, "max_score": check.max_score,
-            "output": plain(check.feedback), "visibility": visibility(check),
+            "output": plain(check.feedback), "visibility": "visible",
             "tags": [check.kind], "extra_data": {"status": check.status}}
     if check.status != "skipped":   # Gradescope knows passed/failed only; let it infer the rest
         test["status"] = "passed" if check.status == "passed" else "failed"
@@ -48,8 +37,7 @@ def _test(check: CheckResult) -> dict[str, Any]:
 
 
 def _overview(result: GradeResult) -> str:
-    """Top-level text: what applies to the whole submission. No total: Gradescope shows it,
-    and keeps it from students while an `after_published` test is pending."""
+    """Top-level text: what applies to the whole submission (Gradescope shows the total)."""
     lines = [f"Note: {plain(n)}" for n in result.notes]
     lines += [f"Not run: cell {s['cell']}: {plain(s['line'])} ({s['reason']})"
               for s in result.skipped_cells]

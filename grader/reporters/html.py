@@ -4,8 +4,8 @@ Order follows what a student asks: how did I do (score and a row per check), whe
 the network it goes wrong (layer table), what to fix (feedback per check), how training
 went (curve, confusion matrix, per-class accuracy) and what of the notebook never ran.
 CSS is inline and the charts are PNG data URIs, so the file needs no network.
-Feedback quotes student code, so every string from the result is escaped. Hidden checks
-show their score only. matplotlib is imported here, lazily, and only when there is an
+Feedback quotes student code, so every string from the result is escaped.
+matplotlib is imported here, lazily, and only when there is an
 accuracy chart to draw: it is slow to import and the other reporters never need it.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 
 from ..results import CheckResult, GradeResult
-from .text import fmt_shape, plain, status_mark, student_feedback
+from .text import fmt_shape, plain, status_mark
 
 DPI = 110
 BLUE, GREEN, RED, GREY = "#0969da", "#1a7f37", "#cf222e", "#57606a"
@@ -59,7 +59,6 @@ pre.feedback{margin:0;background:var(--soft);border-left:4px solid var(--line);
 padding:10px 14px;white-space:pre-wrap;overflow-wrap:anywhere}
 .check.passed pre.feedback{border-color:var(--pass)}
 .check.failed pre.feedback,.check.error pre.feedback{border-color:var(--fail)}
-.hidden-note{color:var(--muted);font-style:italic}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:16px;
 margin-top:14px}
 figure{margin:0}figure img{width:100%;height:auto;border:1px solid var(--line);border-radius:6px}
@@ -116,8 +115,8 @@ def _badge(status: str) -> str:
 
 
 def _visible_check(result: GradeResult, kind: str) -> CheckResult | None:
-    """The first check of `kind` whose details a student may see (hidden ones are skipped)."""
-    return next((c for c in result.checks if c.kind == kind and not c.hidden), None)
+    """The first check of `kind`, whose details the page draws."""
+    return next((c for c in result.checks if c.kind == kind), None)
 
 
 def _visible_layers(result: GradeResult, kind: str) -> list[dict[str, Any]]:
@@ -182,9 +181,8 @@ def _total_row(result: GradeResult) -> str:
 
 
 def _check_section(check: CheckResult) -> str:
-    body = (f"<p class=hidden-note>{escape(student_feedback(check))}</p>" if check.hidden else
-            f"<pre class=feedback>{_shown(check.feedback)}</pre>")
-    if check.kind == "accuracy" and not check.hidden:
+    body = f"<pre class=feedback>{_shown(check.feedback)}</pre>"
+    if check.kind == "accuracy":
         body += _accuracy_extras(check.details)
     return (f"<section class='check {escape(check.status)}' id='{_anchor(check)}'>"
             f"<h2>{escape(check.id)} <span class=kind>{escape(check.kind)}</span>"

@@ -2,7 +2,7 @@
 
 A check that lost points is a <failure>, one the grader could not measure an <error>,
 each carrying the feedback, so the CI page says what to fix. Scores go into properties.
-CI logs are student-facing, so hidden checks carry no feedback here. Feedback can quote
+Feedback can quote
 anything a submission printed, and XML 1.0 forbids most control characters: those are
 dropped or replaced rather than written into a file no parser would accept.
 """
@@ -12,7 +12,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from ..results import CheckResult, GradeResult
-from .text import plain, student_feedback
+from .text import plain
 
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 OUTCOME = {"failed": "failure", "error": "error", "skipped": "skipped"}
@@ -44,7 +44,7 @@ def _testcase(assignment: str, check: CheckResult) -> ET.Element:
     props = ET.SubElement(case, "properties")
     for name, value in (("score", check.score), ("max_score", check.max_score)):
         ET.SubElement(props, "property", name=name, value=f"{value:g}")
-    feedback = xml_text(student_feedback(check))
+    feedback = xml_text(check.feedback)
     outcome = OUTCOME.get(check.status)
     if outcome is None:
         ET.SubElement(case, "system-out").text = feedback

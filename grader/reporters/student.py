@@ -10,14 +10,15 @@ import io
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..results import CheckResult, GradeResult
-from .text import STYLES, status_mark, student_feedback
+from .text import STYLES, plain, status_mark
 
 
 def hint(check: CheckResult) -> str:
     """The first line to act on: for a failed check, its first problem; else its summary."""
-    lines = [line for line in student_feedback(check).splitlines() if line.strip()]
+    lines = [line for line in check.feedback.splitlines() if line.strip()]
     if check.status in ("failed", "error") and len(lines) > 1 and check.kind in ("shapes", "params"):
         return lines[1]
     return lines[0] if lines else ""
@@ -31,16 +32,16 @@ def render(result: GradeResult, color: bool = False, width: int = 110) -> str:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, no_color=not color, width=width,
                       highlight=False, emoji=False)
-    table = Table(title=f"{result.assignment}: {result.score:g} / {result.max_score:g} points "
-                        "(public checks)", title_justify="left")
+    table = Table(title=Text(f"{result.assignment}: {result.score:g} / {result.max_score:g} "
+                             "points (public checks)"), title_justify="left")
     for col in ("Check", "Score", "Status", "Hint"):
         table.add_column(col, overflow="fold")
     for c in result.checks:
-        table.add_row(c.id, score_text(c), f"[{STYLES[c.status]}]{status_mark(c.status)} {c.status}[/]",
-                      hint(c))
+        table.add_row(Text(c.id), score_text(c), f"[{STYLES[c.status]}]{status_mark(c.status)} {c.status}[/]",
+                      Text(plain(hint(c))))
     console.print(table)
     for note in result.notes:
-        console.print(f"note: {note}", markup=False)
+        console.print(f"note: {plain(note)}", markup=False)
     return buf.getvalue()
 
 
@@ -50,7 +51,7 @@ def render_html(result: GradeResult) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(c.id)}</td><td>{score_text(c)}</td>"
         f"<td style='color:{colors[c.status]}'>{status_mark(c.status)} {c.status}</td>"
-        f"<td style='text-align:left'>{html.escape(hint(c))}</td></tr>" for c in result.checks)
+        f"<td style='text-align:left'>{html.escape(plain(hint(c)))}</td></tr>" for c in result.checks)
     return (f"<p><b>{html.escape(result.assignment)}: {result.score:g} / {result.max_score:g} points"
             "</b> (public checks)</p><table><tr><th>Check</th><th>Score</th><th>Status</th>"
             f"<th>Hint</th></tr>{rows}</table>")

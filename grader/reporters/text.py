@@ -10,6 +10,7 @@ import re
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..results import CheckResult, GradeResult
 
@@ -34,14 +35,6 @@ def fmt_shape(shape) -> str:
     return "x".join(str(v) for v in shape) if shape else "-"
 
 
-HIDDEN_FEEDBACK = "Your instructor sees the feedback for this check; it is not shown here."
-
-
-def student_feedback(check: CheckResult) -> str:
-    """Feedback a student may read: a hidden check's feedback (and details) are for instructors."""
-    return HIDDEN_FEEDBACK if check.hidden else check.feedback
-
-
 def layer_rows(check: CheckResult) -> list[list[str]]:
     """Layer table rows (name, input, output, expected, formula) of a shapes check."""
     if check.kind != "shapes":
@@ -61,11 +54,11 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
     for col, justify in (("Check", "left"), ("Score", "right"), ("Status", "left")):
         summary.add_column(col, justify=justify)
     for c in result.checks:
-        summary.add_row(c.id, f"{c.score:g} / {c.max_score:g}",
+        summary.add_row(Text(c.id), f"{c.score:g} / {c.max_score:g}",
                         f"[{STYLES[c.status]}]{status_mark(c.status)} {c.status}[/]")
     console.print(summary)
     for c in result.checks:
-        console.print(f"\n[bold]{c.id}[/] ({c.kind})")
+        console.print(Text.assemble("\n", (c.id, "bold"), f" ({c.kind})"))
         console.print(plain(c.feedback), markup=False)
         rows = layer_rows(c)
         if rows and c.status != "passed":
@@ -73,7 +66,7 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
             for col in ("Layer", "Input", "Output", "Expected", "Formula"):
                 table.add_column(col)
             for r in rows:
-                table.add_row(*r)
+                table.add_row(*(Text(plain(v)) for v in r))
             console.print(table)
     if result.skipped_cells:
         console.print("\n[bold]Notebook statements not run[/]")

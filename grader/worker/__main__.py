@@ -3,12 +3,14 @@
 Runs the stages the request names, in order, writing each stage's raw
 measurements as soon as it is done. A stage that fails records why (the
 student's own frames only) and the stages that need it are not attempted.
+Which worker runs which stage is grader/stages.py's table; the request's
+`role` says which worker this is:
 
-A worker runs in one of two roles (grader/worker/artifact.py says why):
-- with the submission: load its code, build its Model, and `export` it; the
-  probe and train stages run here only when the export failed;
-- with an exported model (`request["artifact"]`): no student code at all; the
-  model, probe and train stages measure the replayed model.
+- submission: load the code, build its Model, export it (and, only where the
+  spec allows self-reported grading, measure what could not be exported);
+- replay (`request["artifact"]`): no student code at all; the model, probe and
+  train stages measure the replayed model;
+- hidden: load the code and call its functions on the hidden cases.
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ from typing import Any
 
 from .. import protocol
 
+NEEDS = {"build": "load", "export": "build", "trace": "export", "functions": "load",
+         "hidden": "load", "model": None, "probe": "model", "train": "model"}
+MEASURING = ("model", "probe", "train")
+
 
 def main(job: Path) -> int:
     request = json.loads((job / protocol.REQUEST).read_text(encoding="utf-8"))
@@ -32,20 +38,24 @@ def main(job: Path) -> int:
         if stages is None:
             return 0
         request["stages"] = stages
-    entry = job / request["entry"]
-    student_root = entry.parent
+    student_root = (job / request["entry"]).parent
     state: dict[str, Any] = {}
     failed: set[str] = set()
     for stage in request["stages"]:
-        if "load" in failed or ("model" in failed and stage != "functions"):
-            continue  # nothing later can run without the code; only functions run without a model
-        if stage in protocol.REPLAYED_STAGES and state.get("traced"):
-            continue  # the replay worker measures these, away from the submission's code
+        if NEEDS.get(stage) in failed or (stage in MEASURING and _exported(state)):
+            continue  # needs what failed; or measured by the replay worker, away from the code
         result = _run_stage(stage, request, state, student_root)
         protocol.write_json_atomic(protocol.stage_path(job, stage), result)
         if not result.get("ok"):
             failed.add(stage)
     return 0
+
+
+def _exported(state: dict) -> bool:
+    """In the submission's worker: whether the whole model was exported, so that nothing
+    here needs measuring (self-reported grading measures only what was not)."""
+    trace = state.get("trace")
+    return trace is not None and not trace["untraced"]
 
 
 def _wait_for_go() -> list[str] | None:
@@ -92,20 +102,8 @@ def stage_load(request: dict, state: dict) -> dict:
     return {"names": names[:500], "torch": torch.__version__}
 
 
-def stage_model(request: dict, state: dict) -> dict:
-    from .trace import describe_model
-
-    state["make_model"] = make_model = _model_factory(request, state)
-    state["model"] = model = make_model()
-    return describe_model(model)
-
-
-def _model_factory(request: dict, state: dict):
-    """How this worker makes a fresh, seeded Model: the student's class, or the replayed one."""
-    if request.get("artifact"):
-        from .replay import load_model
-
-        return functools.partial(load_model, Path(request["job"]) / request["artifact"])
+def stage_build(request: dict, state: dict) -> dict:
+    """The student's Model(), seeded; nothing about it is measured here."""
     name = request.get("class_name", "Model")
     cls = getattr(state["module"], name, None)
     if cls is None:
@@ -114,7 +112,21 @@ def _model_factory(request: dict, state: dict):
     def make_model():
         _seed(request["seed"])
         return cls()
-    return make_model
+    state["make_model"] = make_model
+    state["model"] = model = make_model()
+    return {"class": type(model).__name__[:100]}
+
+
+def stage_model(request: dict, state: dict) -> dict:
+    from .trace import describe_model
+
+    if "make_model" not in state:   # the replay worker: the exported model, rebuilt
+        from .replay import load_model
+
+        state["make_model"] = functools.partial(load_model, Path(request["job"]) /
+                                                request["artifact"])
+        state["model"] = state["make_model"]()
+    return describe_model(state["model"])
 
 
 def stage_export(request: dict, state: dict) -> dict:
@@ -125,17 +137,24 @@ def stage_export(request: dict, state: dict) -> dict:
 
 
 def stage_trace(request: dict, state: dict) -> dict:
-    """Every forward too; from here on the model is measured by the replay worker."""
+    """Every forward too, captured on the probe input; the replay worker measures from here."""
     from .export import export_model
 
-    summary = export_model(state["model"], _artifact_folder(request),
-                           (Path(request["job"]) / request["entry"]).parent)
-    state["traced"] = True
+    state["trace"] = summary = export_model(state["model"], _artifact_folder(request),
+                                            (Path(request["job"]) / request["entry"]).parent,
+                                            _probe_input(request))
     return summary
 
 
 def _artifact_folder(request: dict) -> Path:
     return Path(request["job"]) / protocol.OUT_DIR / protocol.ARTIFACT_DIR
+
+
+def _probe_input(request: dict):
+    import torch
+
+    gen = torch.Generator().manual_seed(request["seed"])
+    return torch.randn(2, *request["input_shape"], generator=gen)
 
 
 def stage_probe(request: dict, state: dict) -> dict:
@@ -144,8 +163,7 @@ def stage_probe(request: dict, state: dict) -> dict:
     from .trace import ForwardTracer
 
     model = state["model"]
-    gen = torch.Generator().manual_seed(request["seed"])
-    x = torch.randn(2, *request["input_shape"], generator=gen)
+    x = _probe_input(request)
     model.eval()
     state["tracer"] = tracer = ForwardTracer(model)
     with torch.no_grad():
@@ -197,8 +215,9 @@ def stage_functions(request: dict, state: dict) -> dict:
     return call_functions(request, state)
 
 
-STAGES = {"load": stage_load, "model": stage_model, "export": stage_export,
-          "trace": stage_trace, "probe": stage_probe, "functions": stage_functions, "train": stage_train}
+STAGES = {"load": stage_load, "build": stage_build, "export": stage_export,
+          "trace": stage_trace, "model": stage_model, "probe": stage_probe,
+          "functions": stage_functions, "hidden": stage_functions, "train": stage_train}
 
 
 def _leave(code: int) -> None:

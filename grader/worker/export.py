@@ -1,19 +1,23 @@
 """Write a student's model as a graded artifact (format: grader/worker/artifact.py).
 
 Runs in the submission's own process. Library modules (nn.Conv2d, nn.Linear,
-nn.Sequential, ...) are written as their class and constructor arguments;
-every other module's forward is traced by torch.fx with its children kept
-whole, so each module stays a module when replayed and the shapes check sees
-the same tree the student wrote. Tracing happens in eval mode: a functional
-dropout's `training=self.training` is read once, and it must be off when the
-replayed model predicts.
+nn.Sequential, ... the exact classes in ops.LIBRARY_MODULES) are written as
+their class and constructor arguments; every other module's forward is
+captured as a tensor program (grader/worker/capture.py), with its children
+kept whole, so each module stays a module when replayed and the shapes check
+sees the same tree the student wrote. A subclass of a library class is
+captured like any other module: its forward may be the student's own.
+
+Each forward is captured twice, in eval and in training mode, so code that
+reads `self.training` (dropout, batch norm by hand, `if self.training:`)
+replays as it runs in each mode. Tensors are copied before any forward runs:
+what a forward does to a buffer while being captured does not change what
+the grader trains.
 """
 from __future__ import annotations
 
 import inspect
-import linecache
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,91 +27,66 @@ import torch.fx
 from torch import nn
 
 from ..protocol import write_json_atomic
+from . import ops
 from .artifact import FORMAT, MANIFEST, TENSORS, ArtifactError, encode, function_name
+from .capture import Capture, DataDependent, first_inputs
 from .trace import walk_modules
 
-
-class _ChildrenWhole(torch.fx.Tracer):
-    """Traces one module's own forward; calls to its submodules stay single calls.
-
-    Each node keeps the lines of the student's files that made it, so a replayed
-    forward that crashes can still point at the student's line. (fx's own
-    record_stack_traces would do it too, but its first use imports torch._inductor:
-    two seconds per submission.)
-    """
-
-    def __init__(self, root: nn.Module, student_root: Path):
-        super().__init__()
-        self.traced_root = root
-        self.student_root = str(student_root.resolve()) + os.sep
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return m is not self.traced_root
-
-    def create_node(self, *args: Any, **kwargs: Any) -> torch.fx.Node:
-        node = super().create_node(*args, **kwargs)
-        node.meta["student_frames"] = self._student_frames()
-        return node
-
-    def _student_frames(self) -> list[dict[str, Any]]:
-        frames = []
-        frame = sys._getframe(2)
-        while frame is not None:
-            code = frame.f_code
-            if os.path.realpath(code.co_filename).startswith(self.student_root):
-                frames.append({"file": Path(code.co_filename).name, "line": frame.f_lineno,
-                               "function": code.co_name,
-                               "code": linecache.getline(code.co_filename, frame.f_lineno).strip()})
-            frame = frame.f_back
-        return frames[::-1][-5:]
+MODES = ("eval", "train")
 
 
-def export_model(model: nn.Module, folder: Path, student_root: Path | None) -> dict[str, Any]:
+def export_model(model: nn.Module, folder: Path, student_root: Path | None,
+                 probe: torch.Tensor | None = None) -> dict[str, Any]:
     """Write `model` into `folder`; a summary for the stage's JSON.
 
     Without `student_root`, only the module tree and its tensors are written, and no
     student code runs: that part cannot hang or crash, so the parameters can be
-    measured even when forward cannot. With it, each module's forward is traced too,
-    and the files are replaced by the complete ones (tensors first: a worker killed
-    in between leaves a manifest whose tensors all exist).
+    measured even when forward cannot. With it (and the `probe` input), each
+    module's forward is captured too, and the files are replaced by the complete
+    ones (tensors first: a worker killed in between leaves a manifest whose
+    tensors all exist). A module that cannot be captured keeps no graph and says
+    why ("untraced"); the rest of the model is still exported.
     """
     model.eval()
-    modules, tensors = [], {}
-    for path, module in [("", model), *walk_modules(model)]:
-        entry, own = _describe(path, module, student_root)
-        modules.append(entry)
-        tensors.update({f"{path}:{name}": _array(path, name, t) for name, t in own.items()})
+    tree = [("", model), *walk_modules(model)]
+    if len(tree) > 5_000:
+        raise ArtifactError(f"the model has {len(tree):,} modules; the grader measures at most "
+                            "5,000")
+    entries, tensors, dtypes = [], {}, {}
+    for path, module in tree:
+        entry, own = _describe(path, module)
+        entries.append(entry)
+        for name, t in own.items():
+            tensors[f"{path}:{name}"] = _array(path, name, t, dtypes)
+    if student_root is not None:
+        _capture_all(model, tree, entries, tensors, dtypes, student_root, probe)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "tensors.tmp", "wb") as f:
         np.savez(f, **tensors)
     os.replace(folder / "tensors.tmp", folder / TENSORS)
-    write_json_atomic(folder / MANIFEST, {"format": FORMAT, "modules": modules})
-    traced = sum("graph" in m for m in modules)
-    return {"modules": len(modules), "traced": traced, "tensors": len(tensors)}
+    write_json_atomic(folder / MANIFEST, {"format": FORMAT, "modules": entries, "dtypes": dtypes})
+    untraced = {e["path"] or "Model": e["untraced"] for e in entries if "untraced" in e}
+    return {"modules": len(entries), "traced": sum(e.get("graph") is not None for e in entries),
+            "tensors": len(tensors), "untraced": untraced}
 
 
-def _describe(path: str, module: nn.Module, student_root: Path | None
-              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """One module's manifest entry and the tensors it owns."""
+def _describe(path: str, module: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """One module's manifest entry and the tensors it owns (no student code runs here)."""
     params = {n: p for n, p in vars(module)["_parameters"].items() if p is not None}
     buffers = {n: b for n, b in vars(module)["_buffers"].items() if b is not None}
     entry: dict[str, Any] = {"path": path, "class": type(module).__name__,
                              "params": {n: bool(p.requires_grad) for n, p in params.items()},
                              "buffers": sorted(buffers), "constants": []}
-    own = {**params, **buffers}
-    if _is_library(module):
+    if is_library(module):
         entry.update(kind="library", kwargs=_constructor_kwargs(module))
-        return entry, own
-    entry["kind"] = "traced"
-    if student_root is not None:
-        graph, constants = _trace(path, module, student_root)
-        entry.update(graph=graph, constants=sorted(constants))
-        own.update(constants)
-    return entry, own
+    else:
+        entry.update(kind="traced", graph=None)
+    return entry, {**params, **buffers}
 
 
-def _is_library(module: nn.Module) -> bool:
-    return type(module).__module__.startswith("torch.nn.modules")
+def is_library(module: nn.Module) -> bool:
+    """Exactly one of the torch.nn classes the replay worker builds (not a subclass)."""
+    return ops.MODULE_CLASSES.get(type(module).__name__) is type(module)
 
 
 def _constructor_kwargs(module: nn.Module) -> dict[str, Any]:
@@ -125,21 +104,59 @@ def _constructor_kwargs(module: nn.Module) -> dict[str, Any]:
     return kwargs
 
 
-def _trace(path: str, module: nn.Module, student_root: Path
+def _capture_all(model: nn.Module, tree: list[tuple[str, nn.Module]], entries: list[dict],
+                 tensors: dict, dtypes: dict, student_root: Path,
+                 probe: torch.Tensor | None) -> None:
+    """Each custom module's forward, in both modes, captured with its real inputs."""
+    custom = [(path, m, entry) for (path, m), entry in zip(tree, entries)
+              if entry["kind"] == "traced"]
+    graphs: dict[str, dict[str, list]] = {path: {} for path, _, _ in custom}
+    for mode in MODES:
+        model.train(mode == "train")
+        inputs = first_inputs(model, [m for _, m, _ in custom], probe) if probe is not None else {}
+        for path, module, entry in custom:
+            if "untraced" in entry:
+                continue
+            try:
+                graph, constants = _trace(path, module, student_root, inputs.get(id(module)))
+            except ArtifactError as exc:
+                entry["untraced"] = str(exc) + (" (in training mode)" if mode == "train" else "")
+                continue
+            graphs[path][mode] = graph
+            for name, value in constants.items():
+                tensors[f"{path}:{name}"] = _array(path, name, value, dtypes)
+                if name not in entry["constants"]:
+                    entry["constants"].append(name)
+    model.eval()
+    for path, _, entry in custom:
+        if "untraced" in entry:
+            continue
+        entry["graph"] = graphs[path]["eval"]
+        if graphs[path]["train"] != entry["graph"]:
+            entry["train_graph"] = graphs[path]["train"]
+
+
+def _trace(path: str, module: nn.Module, student_root: Path, inputs: tuple | None
            ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """The module's forward as nodes, and tensor constants it reads that it does not own."""
     where = f"{type(module).__name__}.forward" + (f" ({path})" if path else "")
     try:
-        graph = _ChildrenWhole(module, student_root).trace(module)
-    except Exception as exc:  # noqa: BLE001 - any failure to trace means: cannot export
-        raise ArtifactError(f"torch.fx cannot trace {where}: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        graph = Capture(module, student_root, inputs).trace(module)
+    except DataDependent as exc:
+        raise ArtifactError(f"{where}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any failure to capture means: cannot export
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ArtifactError(f"{where} cannot be captured as a tensor program: "
+                            f"{type(exc).__name__}: {first}") from exc
     constants: dict[str, torch.Tensor] = {}
     nodes = []
     for node in graph.nodes:
         if node.op == "get_attr":
             _note_constant(module, node.target, constants)
-        target = function_name(node.target) if node.op == "call_function" else node.target
+        try:
+            target = function_name(node.target) if node.op == "call_function" else node.target
+        except ArtifactError as exc:
+            raise ArtifactError(f"{where}: {exc}") from exc
         nodes.append({"op": node.op, "name": node.name, "target": target,
                       "args": encode(list(node.args), _node_name),
                       "kwargs": encode(dict(node.kwargs), _node_name)["$dict"],
@@ -164,9 +181,14 @@ def _note_constant(module: nn.Module, target: str, constants: dict[str, torch.Te
     constants[name] = value
 
 
-def _array(path: str, name: str, tensor: torch.Tensor) -> np.ndarray:
+def _array(path: str, name: str, tensor: torch.Tensor, dtypes: dict[str, str]) -> np.ndarray:
+    """A tensor as numpy; bfloat16 as its bit patterns (numpy has no bfloat16)."""
+    t = tensor.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        dtypes[f"{path}:{name}"] = "bfloat16"
+        return t.view(torch.int16).numpy().copy()
     try:
-        return tensor.detach().cpu().numpy()
-    except TypeError as exc:  # e.g. bfloat16, which numpy lacks
+        return t.numpy().copy()
+    except TypeError as exc:
         raise ArtifactError(f"{path or 'Model'}.{name} has dtype {tensor.dtype}, which cannot "
                             "be exported; use float32") from exc

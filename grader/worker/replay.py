@@ -1,12 +1,13 @@
 """Rebuild an exported model (format: grader/worker/artifact.py) without the code that made it.
 
 Runs in a worker that never imports student code. Library modules are
-constructed from torch.nn by name; every other module becomes a `Replayed`
-module, given the student's class name, that runs its exported nodes one by
-one: only functions from artifact.CALLABLES, tensor methods, its own
-children, and its own tensors. The result is an ordinary nn.Module, so the
-grader's tracer, parameter count and trainer treat it exactly as they would
-treat the student's original.
+constructed from the closed list in ops.LIBRARY_MODULES; every other module
+becomes a `Replayed` module, given the student's class name, that interprets
+its exported nodes one by one: functions and methods from ops' table only
+(every argument and result checked there), its own children, and its own
+tensors. Nothing else can be named, so nothing else can run. The result is an
+ordinary nn.Module, so the grader's tracer, parameter count and trainer treat
+it exactly as they would treat the student's original.
 """
 from __future__ import annotations
 
@@ -18,25 +19,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifact import (CALLABLES, FORMAT, MANIFEST, NAME, PATH, TENSORS, ArtifactError, decode,
-                       library_class)
+from . import ops
+from .artifact import (DTYPES, FORMAT, MANIFEST, MAX_MODULES, MAX_NODES, NAME, PATH, TENSORS,
+                       ArtifactError, decode, library_class)
 
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+OPS = ("placeholder", "get_attr", "call_module", "call_function", "call_method", "output")
 
 
 class Replayed(nn.Module):
-    """A module whose forward is a list of exported nodes."""
+    """A module whose forward is a list of exported nodes (one list per mode, if they differ)."""
 
-    def __init__(self, nodes: list[dict[str, Any]] | None):
+    def __init__(self, nodes: list[dict[str, Any]] | None, train_nodes: list | None = None,
+                 untraced: str = ""):
         super().__init__()
-        self.nodes = nodes
+        self.nodes, self.train_nodes, self.untraced = nodes, train_nodes, untraced
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.nodes is None:
-            raise ArtifactError(f"{type(self).__name__}.forward was not exported")
+        nodes = self.train_nodes if self.training and self.train_nodes else self.nodes
+        if nodes is None:
+            raise ArtifactError(self.untraced or f"{type(self).__name__}.forward was not "
+                                "exported (the submission's process stopped before it was)")
         env: dict[str, Any] = {}
         inputs = list(args)
-        for node in self.nodes:
+        for node in nodes:
             try:
                 if node["op"] == "output":
                     return decode(node["args"][0], env)
@@ -60,30 +66,32 @@ class Replayed(nn.Module):
         if op == "get_attr":
             return _attribute(self, target)
         args, kw = decode(node["args"], env), decode({"$dict": node["kwargs"]}, env)
-        if op == "call_module":
-            return self.get_submodule(target)(*args, **kw)
-        if op == "call_function" and target in CALLABLES:
-            return CALLABLES[target](*args, **kw)
-        if op == "call_method" and isinstance(args[0], (torch.Tensor, torch.Size)) and \
-                NAME.match(target) and not target.startswith("_"):
-            return getattr(args[0], target)(*args[1:], **kw)
-        raise ArtifactError(f"cannot replay {op} {target!r}")
+        try:
+            if op == "call_module":
+                ops.check_arguments(args, kw)
+                return _child(self, target)(*args, **kw)
+            if op == "call_function":
+                return ops.call_function(target, args, kw)
+            return ops.call_method(target, args, kw)
+        except ops.ReplayRefused as exc:
+            raise ArtifactError(f"cannot replay {op} {str(target)[:60]!r}: {exc}") from exc
 
 
 def load_model(folder: Path) -> nn.Module:
     """The exported model in `folder`, with the tensors it was exported with."""
     manifest = _read_manifest(folder)
-    with np.load(folder / TENSORS, allow_pickle=False) as arrays:
-        tensors = {key: torch.from_numpy(arrays[key].copy()) for key in arrays.files}
+    tensors = _read_tensors(folder, manifest.get("dtypes") or {})
     built: dict[str, nn.Module] = {}
     for entry in manifest["modules"]:
         module = _build(entry, tensors)
         path = entry["path"]
         if path:
             parent, _, name = path.rpartition(".")
-            if parent not in built:
-                raise ArtifactError(f"module {path!r} comes before its parent")
+            if parent not in built or path in built:
+                raise ArtifactError(f"module {path!r} comes before its parent, or twice")
             built[parent].add_module(name, module)
+        elif "" in built:
+            raise ArtifactError("the artifact has two root modules")
         built[path] = module
     if "" not in built:
         raise ArtifactError("the artifact has no root module")
@@ -94,26 +102,77 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise ArtifactError("the model description is larger than the grader accepts")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("modules"), list):
-        raise ArtifactError(f"unknown artifact format {manifest.get('format')!r}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError("the model description is not valid JSON") from exc
+    modules = manifest.get("modules") if isinstance(manifest, dict) else None
+    if manifest.get("format") != FORMAT or not isinstance(modules, list):
+        raise ArtifactError(f"unknown artifact format {str(manifest.get('format'))[:20]!r}")
+    if len(modules) > MAX_MODULES:
+        raise ArtifactError(f"the model has more than {MAX_MODULES:,} modules")
+    nodes = 0
+    for entry in modules:
+        _check_entry(entry)
+        nodes += sum(len(entry.get(k) or []) for k in ("graph", "train_graph"))
+    if nodes > MAX_NODES:
+        raise ArtifactError(f"the model's forwards have more than {MAX_NODES:,} operations")
     return manifest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_entry(entry: Any) -> None:
+    """The shape of one module entry, before anything is built from it."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or \
+            not isinstance(entry.get("class"), str) or not PATH.match(entry["path"]) or \
+            not NAME.match(entry["class"]):
+        raise ArtifactError("a module entry of the model description is malformed")
+    if not isinstance(entry.get("params"), dict) or not isinstance(entry.get("buffers"), list) \
+            or not isinstance(entry.get("constants", []), list):
+        raise ArtifactError(f"module {entry['path']!r} lists its tensors wrongly")
+    for key in ("graph", "train_graph"):
+        graph = entry.get(key)
+        if graph is not None and not (isinstance(graph, list) and all(
+                isinstance(n, dict) and n.get("op") in OPS and isinstance(n.get("name"), str)
+                and isinstance(n.get("args"), list) and isinstance(n.get("kwargs"), dict)
+                for n in graph)):
+            raise ArtifactError(f"the forward of module {entry['path']!r} is malformed")
+
+
+def _read_tensors(folder: Path, dtypes: dict[str, str]) -> dict[str, torch.Tensor]:
+    with np.load(folder / TENSORS, allow_pickle=False) as arrays:
+        tensors = {}
+        for key in arrays.files:
+            array = arrays[key]
+            if array.dtype.kind not in "biuf":
+                raise ArtifactError(f"tensor {key[:60]!r} has dtype {array.dtype}")
+            tensor = torch.from_numpy(array.copy())
+            if dtypes.get(key) in DTYPES:
+                tensor = tensor.view(DTYPES[dtypes[key]])
+            tensors[key] = tensor
+    return tensors
 
 
 def _build(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module:
     """One module of the tree, its children still to be attached."""
-    path, cls_name = str(entry["path"]), str(entry["class"])
-    if not PATH.match(path) or not NAME.match(cls_name):
-        raise ArtifactError(f"bad module path {path!r} or class {cls_name!r}")
-    if entry["kind"] == "library":
-        module = library_class(cls_name)(**decode({"$dict": entry["kwargs"]}, {}))
-    elif entry["kind"] == "traced":
-        graph = entry.get("graph")
-        module = type(cls_name, (Replayed,), {})(None if graph is None else list(graph))
-        for name in entry["constants"]:
-            module.register_buffer(_name(name), tensors[f"{path}:{name}"], persistent=False)
+    path, cls_name = entry["path"], entry["class"]
+    if entry.get("kind") == "library":
+        kwargs = decode({"$dict": entry.get("kwargs") or {}}, {})
+        ops.check_arguments((), kwargs)
+        try:
+            module = library_class(cls_name)(**kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{cls_name} at {path or 'the root'} cannot be built: {exc}") from exc
+    elif entry.get("kind") == "traced":
+        module = type(cls_name, (Replayed,), {})(entry.get("graph"), entry.get("train_graph"),
+                                                str(entry.get("untraced", ""))[:2000])
+        for name in entry.get("constants", []):
+            module.register_buffer(_name(name), _tensor(tensors, path, name), persistent=False)
     else:
-        raise ArtifactError(f"unknown module kind {entry['kind']!r}")
+        raise ArtifactError(f"unknown module kind {str(entry.get('kind'))[:20]!r}")
     _load_own_tensors(module, entry, tensors)
     return module
 
@@ -130,19 +189,40 @@ def _load_own_tensors(module: nn.Module, entry: dict[str, Any],
         raise ArtifactError(f"{entry['class']} at {path or 'the root'} should have parameters "
                             f"{sorted(expected)}, the export has {sorted(entry['params'])}")
     for name, trainable in entry["params"].items():
-        value = tensors[f"{path}:{name}"]
+        value = _tensor(tensors, path, name)
         built = params.get(name)
         if built is not None and built.shape != value.shape:
             raise ArtifactError(f"{entry['class']}.{name} at {path or 'the root'} has shape "
                                 f"{list(value.shape)}, but its arguments make {list(built.shape)}")
+        if not (value.is_floating_point() or value.is_complex()):
+            raise ArtifactError(f"parameter {path}.{name} is not a floating-point tensor")
         params[_name(name)] = nn.Parameter(value, requires_grad=bool(trainable))
     for name in entry["buffers"]:
-        buffers[_name(name)] = tensors[f"{path}:{name}"]
+        buffers[_name(name)] = _tensor(tensors, path, name)
 
 
-def _attribute(module: nn.Module, target: str) -> Any:
-    owner_path, _, name = str(target).rpartition(".")
-    owner = module.get_submodule(owner_path) if owner_path else module
+def _tensor(tensors: dict[str, torch.Tensor], path: str, name: Any) -> torch.Tensor:
+    key = f"{path}:{_name(name)}"
+    if key not in tensors:
+        raise ArtifactError(f"the export has no tensor {key!r}")
+    return tensors[key]
+
+
+def _child(module: nn.Module, target: Any) -> nn.Module:
+    """Only a module's own descendants can be called."""
+    if not isinstance(target, str) or not PATH.match(target) or not target:
+        raise ArtifactError(f"cannot call module {str(target)[:60]!r}")
+    try:
+        return module.get_submodule(target)
+    except AttributeError as exc:
+        raise ArtifactError(f"the model has no module {target!r}") from exc
+
+
+def _attribute(module: nn.Module, target: Any) -> Any:
+    if not isinstance(target, str) or not PATH.match(target):
+        raise ArtifactError(f"cannot read {str(target)[:60]!r}")
+    owner_path, _, name = target.rpartition(".")
+    owner = _child(module, owner_path) if owner_path else module
     for table in ("_parameters", "_buffers"):
         if name in vars(owner)[table]:
             return vars(owner)[table][name]
@@ -150,6 +230,7 @@ def _attribute(module: nn.Module, target: str) -> Any:
 
 
 def _name(name: Any) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
-        raise ArtifactError(f"bad tensor name {name!r}")
+    if not isinstance(name, str) or not NAME.match(name) or name in ("nodes", "train_nodes",
+                                                                       "untraced", "training"):
+        raise ArtifactError(f"bad tensor name {str(name)[:40]!r}")
     return name
