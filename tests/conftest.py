@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
 SOLUTIONS = REPO / "solutions"
+HOSTILE = Path(__file__).parent / "hostile"
+SOLUTION = SOLUTIONS / "cifar10_cnn" / "model.py"     # the lab net: what attacks are added to
+BROKEN_CONV2 = ("self.conv2 = nn.Conv2d(6, 16, kernel_size=5)",
+                "self.conv2 = nn.Conv2d(6, 16, kernel_size=3)")
+FULL = {"shapes": 4.0, "params": 3.0}
+ZERO = {"shapes": 0.0, "params": 0.0}
 
 
 @dataclass
@@ -115,3 +122,67 @@ def pytest_collection_modifyitems(config, items):
     if not has_cuda:
         for item in gpu:
             item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+
+
+# ---------------------------------------------------------------- hostile submissions
+
+@dataclass
+class Graded:
+    run: Run
+    report: dict
+    seconds: float
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {c["id"]: c["score"] for c in self.report["checks"]}
+
+    @property
+    def messages(self) -> str:
+        return "\n".join([c["feedback"] for c in self.report["checks"]] + self.report["notes"])
+
+
+def submission(tmp_path: Path, attack: str | None, values: dict | None = None,
+               broken: bool = False) -> Path:
+    """The reference solution (conv2 broken if asked) with tests/hostile/ATTACK.py appended."""
+    text = SOLUTION.read_text()
+    if broken:
+        assert text.count(BROKEN_CONV2[0]) == 1
+        text = text.replace(*BROKEN_CONV2)
+    if attack:
+        text += f"\n\nTEST_VALUES = {values or {}!r}\n" + (HOSTILE / f"{attack}.py").read_text()
+    folder = tmp_path / "submissions" / (attack or "honest")
+    folder.mkdir(parents=True)
+    (folder / "model.py").write_text(text)
+    return folder / "model.py"
+
+
+def grade_contained(tmp_path: Path, path: Path, *args: str, sandbox: str = "on",
+                    assignment: str | Path = "cifar10_cnn", token: str | None = None,
+                    env: dict[str, str] | None = None) -> Graded:
+    """Grade with a private TMPDIR; check stdout is the report alone and nothing is left behind."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    start = time.monotonic()
+    run = grade(path, "--assignment", assignment, "--format", "json", "--sandbox", sandbox,
+                *args, env={"TMPDIR": str(tmp), **(env or {})})
+    seconds = time.monotonic() - start
+    assert run.code in (0, 1), run.err
+    report = json.loads(run.out)  # the whole of stdout parses: nothing else was printed there
+    assert token is None or token not in run.out + run.err
+    assert list(tmp.iterdir()) == [], "the job folder was left behind"
+    assert leftovers([str(tmp), *([token] if token else [])]) == []
+    return Graded(run, report, seconds)
+
+
+def leftovers(markers: list[str]) -> list[str]:
+    """Command lines of live (not zombie) processes that mention any of `markers`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(m in cmdline for m in markers):
+            found.append(f"{pid}: {cmdline}")
+    return found

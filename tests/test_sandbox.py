@@ -20,87 +20,20 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import SOLUTIONS, Run, grade, tiny_assignment
+from conftest import (BROKEN_CONV2, FULL, HOSTILE, SOLUTION, ZERO, Graded, grade,
+                      grade_contained, leftovers, submission, tiny_assignment)
 from grader.limits import format_size, parse_size
 from grader.process import Capture
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bubblewrap is Linux-only")
 
-HOSTILE = Path(__file__).parent / "hostile"
-SOLUTION = SOLUTIONS / "cifar10_cnn" / "model.py"
-BROKEN_CONV2 = ("self.conv2 = nn.Conv2d(6, 16, kernel_size=5)",
-                "self.conv2 = nn.Conv2d(6, 16, kernel_size=3)")
 FAST = ("--only", "shapes,params")
 STARTUP_S = 60.0   # importing torch on a loaded 2-core CI machine, with room to spare
-FULL = {"shapes": 4.0, "params": 3.0}
-ZERO = {"shapes": 0.0, "params": 0.0}
-
-
-@dataclass
-class Graded:
-    run: Run
-    report: dict
-    seconds: float
-
-    @property
-    def scores(self) -> dict[str, float]:
-        return {c["id"]: c["score"] for c in self.report["checks"]}
-
-    @property
-    def messages(self) -> str:
-        return "\n".join([c["feedback"] for c in self.report["checks"]] + self.report["notes"])
-
-
-def submission(tmp_path: Path, attack: str | None, values: dict | None = None,
-               broken: bool = False) -> Path:
-    """The reference solution (conv2 broken if asked) with tests/hostile/ATTACK.py appended."""
-    text = SOLUTION.read_text()
-    if broken:
-        assert text.count(BROKEN_CONV2[0]) == 1
-        text = text.replace(*BROKEN_CONV2)
-    if attack:
-        text += f"\n\nTEST_VALUES = {values or {}!r}\n" + (HOSTILE / f"{attack}.py").read_text()
-    folder = tmp_path / "submissions" / (attack or "honest")
-    folder.mkdir(parents=True)
-    (folder / "model.py").write_text(text)
-    return folder / "model.py"
-
-
-def grade_contained(tmp_path: Path, path: Path, *args: str, sandbox: str = "on",
-                    assignment: str | Path = "cifar10_cnn", token: str | None = None,
-                    env: dict[str, str] | None = None) -> Graded:
-    """Grade with a private TMPDIR; check stdout is the report alone and nothing is left behind."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir(exist_ok=True)
-    start = time.monotonic()
-    run = grade(path, "--assignment", assignment, "--format", "json", "--sandbox", sandbox,
-                *args, env={"TMPDIR": str(tmp), **(env or {})})
-    seconds = time.monotonic() - start
-    assert run.code in (0, 1), run.err
-    report = json.loads(run.out)  # the whole of stdout parses: nothing else was printed there
-    assert token is None or token not in run.out + run.err
-    assert list(tmp.iterdir()) == [], "the job folder was left behind"
-    assert leftovers([str(tmp), *([token] if token else [])]) == []
-    return Graded(run, report, seconds)
-
-
-def leftovers(markers: list[str]) -> list[str]:
-    """Command lines of live (not zombie) processes that mention any of `markers`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(m in cmdline for m in markers):
-            found.append(f"{pid}: {cmdline}")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -129,34 +62,78 @@ def test_without_bwrap_auto_falls_back_loudly_and_on_refuses(tmp_path):
     assert "--sandbox on, but the sandbox cannot run here" in refused.err
 
 
-# attack, broken model?, TEST_VALUES, extra arguments, expected scores ("honest": those of the
-# broken model without the attack), words the student is told
+@dataclass(frozen=True)
+class Attack:
+    """One hostile submission: the lab net (conv2 broken if `broken`) plus tests/hostile/NAME.
+
+    `expected` is the scores it must get ("honest": those of the broken net without the
+    attack); `message` what the student is told (None: a clean grade, with no note at all).
+    """
+
+    expected: dict | str
+    message: str | None
+    broken: bool = False
+    values: dict = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    env: dict = field(default_factory=dict)
+
+
+MEMORY = "killed: exceeded 1 GiB memory"
 CASES = {
-    "early_exit": (False, {}, (), ZERO, "exited with status 0 during the load step"),
-    "forge_results": (True, {"then_exit": False}, (), "honest", ""),
-    "patch_grader_in_memory": (True, {}, (), "honest", ""),
-    "override_parameters": (True, {}, (), "honest", ""),
-    "memory_bomb": (False, {}, ("--memory-limit", "1G"), ZERO, "killed: exceeded 1 GiB memory"),
-    "fork_bomb": (False, {"generations": 8}, ("--max-processes", "16"), ZERO,
-                  "killed: started more than 16 processes and threads"),
-    "output_flood": (False, {"lines": 5000}, ("--output-limit", "64K"), FULL, ""),
-    "disk_fill": (False, {"huge_bytes": 64 << 20}, ("--file-size-limit", "8M"), FULL, ""),
-    "result_folder_flood": (False, {}, ("--file-size-limit", "8M"), ZERO,
-                            "killed: wrote more than 8 MiB or 1000 files into the grader's "
-                            "result folder"),
-    "leave_processes": (False, {"then_hang": False}, (), FULL, ""),
+    "early_exit": Attack(ZERO, "exited with status 0 during the load step"),
+    "forge_results": Attack("honest", None, broken=True, values={"then_exit": False}),
+    "patch_grader_in_memory": Attack("honest", None, broken=True),
+    "override_parameters": Attack("honest", None, broken=True),
+    "memory_bomb": Attack(ZERO, MEMORY, args=("--memory-limit", "1G")),
+    "memfd_hoard": Attack(ZERO, MEMORY, values={"count": 14}, args=("--memory-limit", "1G")),
+    "memfd_hoard_without_cgroups": Attack(ZERO, MEMORY, values={"count": 14},
+                                          args=("--memory-limit", "1G"),
+                                          env={"GRADER_CGROUPS": "off"}),
+    "sysv_hoard": Attack(ZERO, MEMORY, values={"count": 14}, args=("--memory-limit", "1G")),
+    "inode_flood": Attack(ZERO, "killed: created more than 10,000 files in its scratch space",
+                          values={"files": 400_000}),
+    "fork_bomb": Attack(ZERO, "killed: started more than 16 processes and threads",
+                        values={"generations": 8}, args=("--max-processes", "16")),
+    "output_flood": Attack(FULL, None, values={"lines": 5000}, args=("--output-limit", "64K")),
+    "disk_fill": Attack(FULL, None, values={"huge_bytes": 64 << 20},
+                        args=("--file-size-limit", "8M")),
+    "result_folder_flood": Attack(ZERO, "killed: wrote more than 8 MiB or 1000 files into the "
+                                        "grader's result folder",
+                                  args=("--file-size-limit", "8M")),
+    "leave_processes": Attack(FULL, None, values={"then_hang": False}),
 }
 
 
-@pytest.mark.parametrize("attack", sorted(CASES))
-def test_attack_is_contained(tmp_path, attack, honest_broken):
-    broken, values, args, expected, message = CASES[attack]
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_attack_is_contained(tmp_path, name, honest_broken):
+    attack = CASES[name]
     token = f"hostile-{uuid.uuid4().hex}"
-    path = submission(tmp_path, attack, {**values, "token": token}, broken=broken)
-    graded = grade_contained(tmp_path, path, *FAST, "--timeout", "120", *args, token=token)
-    assert graded.scores == (honest_broken if expected == "honest" else expected), graded.messages
-    assert message in graded.messages
-    assert graded.seconds < 120
+    payload = name.removesuffix("_without_cgroups")
+    path = submission(tmp_path, payload, {**attack.values, "token": token}, broken=attack.broken)
+    graded = grade_contained(tmp_path, path, *FAST, "--timeout", "60", *attack.args, token=token,
+                             env=attack.env)
+    expected = honest_broken if attack.expected == "honest" else attack.expected
+    assert graded.scores == expected, graded.messages
+    if attack.message is None:
+        assert graded.report["notes"] == [], graded.messages
+    else:
+        assert attack.message in graded.messages
+    assert "timed out" not in graded.messages   # its own limit stopped it, not the clock
+
+
+def test_cgroups_hold_every_worker_on_this_machine():
+    """CI runs as root on cgroup v1 with pids and memory mounted: both limits are the kernel's
+    there (elsewhere the watchdog alone applies; docs/SECURITY.md)."""
+    from grader.cgroups import WorkerCgroup
+    from grader.limits import Limits
+
+    if os.geteuid() != 0:
+        pytest.skip("cgroups are made as root here")
+    cgroup = WorkerCgroup.create(Limits())
+    try:
+        assert cgroup is not None and set(cgroup.folders) == {"pids", "memory"}
+    finally:
+        cgroup.remove()
 
 
 def test_forged_measurements_then_exit_are_not_believed(tmp_path):
@@ -165,7 +142,7 @@ def test_forged_measurements_then_exit_are_not_believed(tmp_path):
     path = submission(tmp_path, "forge_results", {"then_exit": True}, broken=True)
     graded = grade_contained(tmp_path, path, *FAST)
     assert graded.scores == ZERO
-    assert "exited with status 0 during the export step" in graded.messages
+    assert "exited with status 0 during the build step" in graded.messages
 
 
 def test_hang_with_children_times_out_and_leaves_nothing(tmp_path):
@@ -235,16 +212,19 @@ def test_test_labels_cannot_be_read(tmp_path, monkeypatch):
     values = {"label_globs": label_globs, "n_test": 100}
     args = ("--only", "accuracy", "--device", "cpu")
 
-    def accuracy(attack: str | None, sandbox: str) -> float:
+    def graded(attack: str | None, sandbox: str) -> Graded:
         folder = tmp_path / f"{attack}-{sandbox}"
-        graded = grade_contained(folder, submission(folder, attack, values), *args,
-                                 sandbox=sandbox, assignment=assignment)
-        return graded.report["checks"][0]["details"]["accuracy"]
+        return grade_contained(folder, submission(folder, attack, values), *args,
+                               sandbox=sandbox, assignment=assignment)
+
+    def accuracy(attack: str | None, sandbox: str) -> float:
+        return graded(attack, sandbox).report["checks"][0]["details"]["accuracy"]
 
     honest = accuracy(None, "on")
-    assert honest < 1.0
-    assert accuracy("read_labels", "on") == honest
-    assert accuracy("read_labels", "off") == 1.0  # the attack works where nothing stops it
+    assert 0 < honest < 1.0
+    assert accuracy("read_labels", "on") == honest    # nothing found: the honest model's grade
+    found = graded("read_labels", "off")              # where nothing hides them, they are found
+    assert "found the test labels" in found.messages
     [labels] = glob.glob(label_globs[0])  # where the honest run cached them: known to an attacker
     values["label_path"] = labels
     assert accuracy("link_labels", "on") == accuracy("link_labels", "off") == 0.0

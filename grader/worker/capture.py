@@ -20,7 +20,9 @@ in a real forward pass of the whole model (`first_inputs`).
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
+import functools
 import inspect
 import linecache
 import os
@@ -38,6 +40,8 @@ from . import ops
 SIZE_METHODS = {"size", "dim", "numel", "nelement", "ndimension", "stride", "element_size",
                 "get_device", "is_contiguous", "is_floating_point", "is_complex"}
 SIZE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda", "layout"}
+CONSTRUCTORS = ("zeros", "ones", "full", "empty", "rand", "randn", "randint", "arange", "eye",
+                "linspace", "logspace", "tensor", "as_tensor", "scalar_tensor", "randperm")
 DATA_HINT = ("write the forward without Python `if`, `int()` or `.item()` on tensor values "
              "(use torch.where, or tensor operations that work for every input)")
 
@@ -105,7 +109,7 @@ class Capture(torch.fx.Tracer):
             bound = signature.bind(root, *self.inputs[0], **self.inputs[1])
             bound.apply_defaults()
             self.bound = dict(bound.arguments)
-        with _real_numbers():
+        with _real_numbers(type(root).forward.__globals__):
             return super().trace(root, concrete_args)
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
@@ -223,30 +227,77 @@ def _sizes_only(node: torch.fx.Node, value: Any) -> bool:
     return False
 
 
+def _shown(self) -> str:
+    """A proxy printed (print(x.shape) in a forward, an f-string in a message) shows the value
+    it had for the probe input, as the student's own run would."""
+    if "value" in self.node.meta:
+        return repr(self.node.meta["value"])
+    return f"Proxy({self.node.name})"
+
+
+def _recorded(fn):
+    """torch.zeros(x.size(0), 10) and friends: tensor factories get no tensor argument, so
+    torch.fx never sees them; with a proxy among their arguments they become a node."""
+    @functools.wraps(fn)
+    def factory(*args, **kwargs):
+        proxies = []
+        map_aggregate((args, kwargs), lambda v: proxies.append(v)
+                      if isinstance(v, torch.fx.Proxy) else None)
+        if proxies:
+            return proxies[0].tracer.create_proxy("call_function", fn, args, kwargs)
+        return fn(*args, **kwargs)
+    return factory
+
+
 @contextlib.contextmanager
-def _real_numbers():
-    """While tracing, a proxy turned into an int, a float, an index or a length goes
-    through the tracer's `fixed` (torch.fx refuses all of them outright)."""
+def _real_numbers(namespace: dict[str, Any]):
+    """While tracing, a size-derived proxy may become an int, a float or an index, fixed by
+    the tracer's `fixed` (torch.fx refuses all of them outright); `len()` in the student's
+    module goes through the tracer too.
+
+    Only size-derived proxies convert: for any other proxy the conversion raises TypeError,
+    as for an object without it, so torch's argument parsers, which try conversions while
+    matching overloads, and `tuple()`, which asks for a length hint, see a tensor proxy as
+    an object that has none. `len()` of a tensor proxy (its first size) goes through the
+    module's own `len`, patched here.
+    """
     proxy = torch.fx.Proxy
-    saved = {name: proxy.__dict__.get(name) for name in
-             ("__index__", "__int__", "__float__", "__len__")}
+    saved = {name: proxy.__dict__.get(name) for name in ("__index__", "__int__", "__float__",
+                                                          "__len__", "__repr__")}
 
     def via(use: str, convert):
         def method(self):
-            if isinstance(self.tracer, Capture):
+            if isinstance(self.tracer, Capture) and self.node.meta.get("sizes_only"):
                 return convert(self.tracer.fixed(self, use))
-            raise torch.fx.proxy.TraceError(f"a traced value cannot be used to {use}")
+            raise TypeError(f"a traced tensor cannot be used to {use}")
         return method
+
+    def traced_len(obj):
+        if isinstance(obj, proxy) and isinstance(obj.tracer, Capture):
+            return obj.tracer.length(obj)
+        return builtins.len(obj)
+
+    proxy.__len__ = via("take its len()", len)
+    proxy.__repr__ = _shown
     proxy.__index__ = via("use it as an index or a range", int)
     proxy.__int__ = via("turn it into an int", int)
     proxy.__float__ = via("turn it into a float", float)
-    proxy.__len__ = lambda self: self.tracer.length(self) if isinstance(self.tracer, Capture) \
-        else via("take its len()", int)(self)
+    had_len, old_len = "len" in namespace, namespace.get("len")
+    namespace["len"] = traced_len
+    constructors = {name: getattr(torch, name) for name in CONSTRUCTORS if hasattr(torch, name)}
+    for name, fn in constructors.items():
+        setattr(torch, name, _recorded(fn))
     try:
         yield
     finally:
+        for name, fn in constructors.items():
+            setattr(torch, name, fn)
         for name, original in saved.items():
             if original is None:
                 delattr(proxy, name)
             else:
                 setattr(proxy, name, original)
+        if had_len:
+            namespace["len"] = old_len
+        else:
+            namespace.pop("len", None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -140,14 +141,17 @@ def _trace(path: str, module: nn.Module, student_root: Path, inputs: tuple | Non
            ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """The module's forward as nodes, and tensor constants it reads that it does not own."""
     where = f"{type(module).__name__}.forward" + (f" ({path})" if path else "")
+    capture = Capture(module, student_root, inputs)
     try:
-        graph = Capture(module, student_root, inputs).trace(module)
+        graph = capture.trace(module)
     except DataDependent as exc:
         raise ArtifactError(f"{where}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - any failure to capture means: cannot export
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ArtifactError(f"{where} cannot be captured as a tensor program: "
-                            f"{type(exc).__name__}: {first}") from exc
+        graph = _raised_here(capture, exc, student_root)
+        if graph is None:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise ArtifactError(f"{where} cannot be captured as a tensor program: "
+                                f"{type(exc).__name__}: {first}") from exc
     constants: dict[str, torch.Tensor] = {}
     nodes = []
     for node in graph.nodes:
@@ -162,6 +166,24 @@ def _trace(path: str, module: nn.Module, student_root: Path, inputs: tuple | Non
                       "kwargs": encode(dict(node.kwargs), _node_name)["$dict"],
                       "frames": node.meta.get("student_frames", [])})
     return nodes, constants
+
+
+def _raised_here(capture: Capture, exc: Exception, student_root: Path) -> torch.fx.Graph | None:
+    """A forward that raised in the student's own code (a `raise`, an `assert`): the program
+    as far as it got, then a node that raises the same, so the replayed model fails where the
+    student's does and every layer before it is still measured."""
+    if isinstance(exc, torch.fx.proxy.TraceError) or getattr(capture, "graph", None) is None:
+        return None
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.realpath(f.filename).startswith(str(student_root.resolve()) + os.sep)]
+    if not frames:
+        return None
+    node = capture.graph.create_node("call_function", ops.raise_error,
+                                     (type(exc).__name__, str(exc)[:2000]), {})
+    node.meta["student_frames"] = [{"file": Path(f.filename).name, "line": f.lineno,
+                                    "function": f.name, "code": (f.line or "").strip()}
+                                   for f in frames[-5:]]
+    return capture.graph
 
 
 def _node_name(value: Any) -> str | None:

@@ -112,6 +112,14 @@ unflatten unfold uniform_ unique unique_consecutive unsqueeze unsqueeze_ var vdo
 vsplit where xlogy zero_
 """.split()
 
+TENSOR_OPERATORS = """
+__abs__ __add__ __and__ __eq__ __floordiv__ __ge__ __getitem__ __gt__ __iadd__ __iand__
+__imul__ __invert__ __ior__ __isub__ __itruediv__ __ixor__ __le__ __lt__ __matmul__ __mod__
+__mul__ __ne__ __neg__ __or__ __pos__ __pow__ __radd__ __rand__ __rfloordiv__ __rmatmul__
+__rmod__ __rmul__ __ror__ __rpow__ __rsub__ __rtruediv__ __rxor__ __setitem__ __sub__
+__truediv__ __xor__
+""".split()   # what `x[i]`, `x + y`, ... become when fx records them as methods
+
 SIZE_METHODS = ("numel", "index", "count")
 TENSOR_ATTRIBUTES = ("shape", "dtype", "device", "ndim", "T", "mT", "data", "is_cuda",
                      "requires_grad", "is_leaf", "layout")
@@ -131,6 +139,7 @@ Unfold Upsample UpsamplingBilinear2d UpsamplingNearest2d ZeroPad1d ZeroPad2d
 """.split()
 
 GUARD = "grader.guard"         # a check the tracer recorded where it fixed a size (capture.py)
+RAISE = "grader.raise"         # where the captured forward raised
 MAX_ITEMS = 100_000            # items in one tuple or list value
 MAX_DEPTH = 8                  # nesting of tuples and lists
 MAX_STR = 1_000
@@ -178,10 +187,16 @@ def check_arguments(args: Any, kwargs: dict[str, Any]) -> None:
 
 
 def _attribute(obj: Any, name: Any) -> Any:
-    """fx writes `x.shape` as getattr(x, "shape"): only a tensor's own data attributes."""
-    if not isinstance(obj, torch.Tensor) or name not in TENSOR_ATTRIBUTES:
-        raise ReplayRefused(f"reading {name!r} of a {type(obj).__name__} is not replayable")
-    return builtins.getattr(obj, name)
+    """fx writes `x.shape` as getattr(x, "shape"): only a tensor's own data attributes, and
+    the tensor fields of what torch.max and friends return (`.values`, `.indices`)."""
+    if isinstance(obj, torch.Tensor) and name in TENSOR_ATTRIBUTES:
+        return builtins.getattr(obj, name)
+    if type(obj).__module__ == "torch.return_types" and isinstance(name, str) and \
+            name.isidentifier() and not name.startswith("_"):
+        value = builtins.getattr(obj, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    raise ReplayRefused(f"reading {name!r} of a {type(obj).__name__} is not replayable")
 
 
 def _power(base: Any, exponent: Any) -> Any:
@@ -201,6 +216,13 @@ def guard(value: Any, expected: Any) -> Any:
     return value
 
 
+def raise_error(kind: Any, message: Any) -> None:
+    """Where the student's forward raised while it was captured (its own `raise`, a failed
+    `assert`), the replayed program raises the same: same type name, same message."""
+    name = kind if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 60 else "Error"
+    raise type(name, (Exception,), {})(str(message)[:2000])
+
+
 def _table() -> dict[str, Callable]:
     table: dict[str, Callable] = {}
     for prefix, namespace, names in (("torch", torch, TORCH_FUNCTIONS), ("F", F, FUNCTIONAL),
@@ -213,14 +235,17 @@ def _table() -> dict[str, Callable]:
     table["getattr"] = _attribute
     table["len"] = builtins.len
     table[GUARD] = guard
+    table[RAISE] = raise_error
     return table
 
 
 FUNCTIONS = _table()
 _IDS = {id(fn): name for name, fn in reversed(list(FUNCTIONS.items()))}
 _IDS.update({id(operator.pow): "operator.pow", id(operator.ipow): "operator.ipow",
-             id(builtins.getattr): "getattr", id(builtins.len): "len", id(guard): GUARD})
-METHODS = frozenset(m for m in TENSOR_METHODS if callable(getattr(torch.Tensor, m, None)))
+             id(builtins.getattr): "getattr", id(builtins.len): "len", id(guard): GUARD,
+             id(raise_error): RAISE})
+METHODS = frozenset(m for m in TENSOR_METHODS + TENSOR_OPERATORS
+                    if callable(getattr(torch.Tensor, m, None)))
 MODULE_CLASSES = {name: getattr(torch.nn, name) for name in LIBRARY_MODULES
                   if isinstance(getattr(torch.nn, name, None), type)}
 

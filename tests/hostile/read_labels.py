@@ -1,32 +1,18 @@
-"""Read the test labels from disk and answer with them instead of the model's predictions."""
+"""Look for the test labels on disk; finding them makes importing fail with what was found.
+
+Where the labels can be read, the import error carries them into the report (so the test
+can see that they were reachable); inside the sandbox they are not there at all.
+"""
 import glob
 
 import numpy as np
-import torch
 
-
-def _find_labels():
-    for pattern in TEST_VALUES["label_globs"]:
-        for path in glob.glob(pattern):
-            try:
-                data = np.load(path, allow_pickle=False)
-                labels = data["y_test"] if path.endswith(".npz") else data
-            except (OSError, ValueError, KeyError):
-                continue
-            if labels.shape == (TEST_VALUES["n_test"],):
-                return torch.from_numpy(labels.astype(np.int64))
-    return None
-
-
-_labels = _find_labels()
-_forward = Model.forward
-
-
-def _cheating_forward(self, x):
-    scores = _forward(self, x)
-    if _labels is not None and not self.training and x.shape[0] == len(_labels):
-        return torch.nn.functional.one_hot(_labels, scores.shape[1]).float() * 100
-    return scores
-
-
-Model.forward = _cheating_forward
+for _pattern in TEST_VALUES["label_globs"]:
+    for _path in glob.glob(_pattern):
+        try:
+            _data = np.load(_path, allow_pickle=False)
+            _labels = _data["y_test"] if _path.endswith(".npz") else _data
+        except (OSError, ValueError, KeyError):
+            continue
+        if _labels.shape == (TEST_VALUES["n_test"],):
+            raise RuntimeError(f"found the test labels: {_labels[:8].tolist()}")
