@@ -5,15 +5,22 @@
         through `grader.process.run_worker`, with `--sandbox on` and `off`;
     (c) end to end: `grade SOLUTION --only shapes,params`, a fresh process each time, so (a)
         is included;
-    (d) what measuring the model apart from its code costs: the runner's two workers (the
-        submission's, which exports the model, and the replay worker, started together)
-        against (b)'s single worker that measures the model in the submission's process.
+    (d) what the trust boundary costs: the runner's two workers (the submission's, which
+        exports the model and captures its forward, and the replay worker, started together,
+        which rebuilds and measures it through the closed table of grader/worker/ops.py)
+        against (b)'s single worker that measures the model in the submission's own process
+        (the design before the boundary).
+
+    (e) with --baseline REV: `grade --only shapes,params` of this checkout against the
+        same command from a worktree of REV (e.g. the commit before a change), so a
+        change's cost is measured against what it replaced, on the same machine, in the
+        same run.
 
 Runs alternate between the two modes, so a machine that slows down or speeds up
 during the run affects both alike; medians are printed, with the date and the
 hardware. The overhead is the difference of the medians.
 
-    python benchmarks/sandbox_overhead.py --runs 10
+    python benchmarks/sandbox_overhead.py --runs 10 --baseline 7256e2b
 """
 from __future__ import annotations
 
@@ -35,7 +42,9 @@ sys.path.insert(0, str(REPO))
 from grader import protocol, sandbox  # noqa: E402
 from grader.limits import Limits  # noqa: E402
 from grader.process import run_worker  # noqa: E402
-from grader.runner import Options, measure  # noqa: E402
+from grader.jobs import measure  # noqa: E402
+from grader.runner import Options  # noqa: E402
+from grader.stages import needed  # noqa: E402
 from grader.spec import load_spec  # noqa: E402
 from grader.submission import locate  # noqa: E402
 
@@ -46,6 +55,7 @@ MODES = ("off", "on")
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=10, help="runs per mode and measurement")
+    p.add_argument("--baseline", help="a git revision to compare `grade` end to end with (e)")
     return p.parse_args()
 
 
@@ -59,13 +69,14 @@ def probe_seconds() -> float:
 
 
 def worker_seconds(mode: str) -> float:
-    """One worker run on a job like the runner's (load, model, probe stages)."""
+    """One worker that loads the code, builds the model and measures it in its own process."""
     job = Path(tempfile.mkdtemp(prefix="grade-job-"))
     try:
         (job / "submission").mkdir()
         shutil.copy(SOLUTION / "model.py", job / "submission" / "model.py")
         protocol.write_json_atomic(job / protocol.REQUEST, {
-            "job": str(job), "entry": "submission/model.py", "stages": ["load", "model", "probe"],
+            "job": str(job), "entry": "submission/model.py",
+            "stages": ["load", "build", "model", "probe"],
             "seed": 0, "device": "cpu", "input_shape": [3, 32, 32], "class_name": "Model"})
         start = time.perf_counter()
         failure = run_worker(job, 120, Limits(), mode)
@@ -82,19 +93,34 @@ def replay_seconds(design: str) -> float:
         return worker_seconds("on")
     spec = load_spec(REPO / "assignments" / "cifar10_cnn" / "spec.yaml")
     start = time.perf_counter()
-    m = measure(locate(SOLUTION, spec.name), spec, ["load", "model", "probe"],
+    m = measure(locate(SOLUTION, spec.name), spec, needed({"shapes", "params"}),
                 Options(device="cpu", sandbox="on"), None)
-    if not m.ok("probe") or m.self_reported is not None:
-        sys.exit(f"the replay did not measure the model: {m.failure or m.self_reported}")
+    if not m.ok("probe") or m.self_reported:
+        sys.exit(f"the replay did not measure the model: {m.failure or m.blocker('probe')}")
     return time.perf_counter() - start
 
 
-def grade_seconds(mode: str) -> float:
-    cmd = [sys.executable, "-m", "grader", str(SOLUTION), "--only", "shapes,params",
-           "--sandbox", mode]
+def grade_seconds(mode: str, checkout: Path = REPO) -> float:
+    cmd = [sys.executable, "-m", "grader", str(checkout / "solutions" / "cifar10_cnn"),
+           "--only", "shapes,params", "--sandbox", mode]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=checkout,
+                   env={**os.environ, "PYTHONPATH": str(checkout)})
     return time.perf_counter() - start
+
+
+def against_baseline(revision: str, runs: int) -> dict[str, float]:
+    """(e): medians of `grade` from a worktree of `revision` and from this checkout."""
+    worktree = Path(tempfile.mkdtemp(prefix="grade-baseline-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(worktree), revision], cwd=REPO,
+                   check=True, capture_output=True)
+    try:
+        checkouts = {revision: worktree, "this checkout": REPO}
+        return alternate(lambda name: grade_seconds("on", checkouts[name]), runs,
+                         tuple(checkouts))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO,
+                       capture_output=True)
 
 
 def alternate(timed, runs: int, modes: tuple[str, str] = MODES) -> dict[str, float]:
@@ -121,10 +147,14 @@ def main() -> None:
           f"median of {args.runs}")
     probes = [probe_seconds() for _ in range(args.runs)]
     print(f"(a) sandbox check, once per grading process: {statistics.median(probes):.3f} s")
-    report("(b) one worker run (load, model, probe)", alternate(worker_seconds, args.runs))
+    report("(b) one worker run (load, build, measure in its own process)",
+           alternate(worker_seconds, args.runs))
     report("(c) grade --only shapes,params, end to end", alternate(grade_seconds, args.runs))
-    report("(d) measuring the model apart from its code (sandbox on)",
+    report("(d) the trust boundary: export + capture, then replay (sandbox on)",
            alternate(replay_seconds, args.runs, ("one", "two")), names="workers: ")
+    if args.baseline:
+        report(f"(e) grade --only shapes,params: {args.baseline} against this checkout",
+               against_baseline(args.baseline, args.runs), names="")
 
 
 if __name__ == "__main__":

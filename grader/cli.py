@@ -273,6 +273,26 @@ def download_cmd(dataset: str, data_dir: Path | None) -> None:
     click.echo(f"{dataset} is in {target}")
 
 
+@main.command("make-private-test")
+@click.argument("dataset", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The .npz to write; keep it out of what students get.")
+@click.option("--seed", required=True, type=int, help="A number only the course knows.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+def make_private_test_cmd(dataset: str, out: Path, seed: int, data_dir: Path | None) -> None:
+    """Write a private variant of DATASET's public test set (see docs/SECURITY.md).
+
+    Use it with `training.dataset: <file>.npz` in the spec, and recalibrate the bar.
+    """
+    from .data import default_data_dir
+    from .private import make_private_test
+
+    counts = _guard(lambda: make_private_test(dataset, data_dir or default_data_dir(), out, seed))
+    click.echo(f"wrote {out}: {counts['train']:,} training images (official) and "
+               f"{counts['test']:,} private test images; in the spec: "
+               f"training.dataset: {out.name} (put the file in the data folder)")
+
+
 def _fail(message: str) -> None:
     """A usage or spec error: say what is wrong on stderr, exit 2."""
     click.echo(f"error: {message}", err=True)

@@ -140,6 +140,12 @@ def _missing_message(dataset: str, data_dir: Path) -> str:
             "--data-dir (or the GRADER_DATA environment variable) at the folder that holds it.")
 
 
+def load_dataset(dataset: str, data_dir: Path) -> tuple[dict[str, np.ndarray], list[str],
+                                                        int | None]:
+    """A named dataset's arrays, found in `data_dir` as grading finds it (grader/private.py)."""
+    return _load(dataset, _locate(dataset, data_dir, data_dir))
+
+
 def _load(dataset: str, source: Path) -> tuple[dict[str, np.ndarray], list[str], int | None]:
     """Arrays x_train (N,C,H,W) uint8, y_train, x_test, y_test; class names; official train size."""
     if source.is_file():
