@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Attack payloads are appended to submissions, never run as tests, whatever their names.
+collect_ignore_glob = ["hostile/*"]
+
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
 SOLUTIONS = REPO / "solutions"

@@ -63,7 +63,7 @@ def test_a_model_that_carries_the_public_test_labels_is_withheld_and_flagged(tmp
     assignment = tiny_assignment(tmp_path, "tiny_cnn", (0.9, 0.3), epochs=1, batch_size=32)
     values = _fingerprints(assignment)
     args = ("--only", "accuracy", "--device", "cpu")
-    attack, twin = twins(tmp_path, "test_label_lookup", values, *args, assignment=assignment)
+    attack, twin = twins(tmp_path, "public_label_lookup", values, *args, assignment=assignment)
     twin_check, check = twin.report["checks"][0], attack.report["checks"][0]
     assert twin_check["details"]["accuracy"] < 0.3 and twin_check["score"] == 0.0
     assert check["details"]["accuracy"] == 1.0            # the lookup works on the originals...
