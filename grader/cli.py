@@ -278,8 +278,13 @@ def download_cmd(dataset: str, data_dir: Path | None) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The .npz to write; keep it out of what students get.")
 @click.option("--seed", required=True, type=int, help="A number only the course knows.")
+@click.option("--noise", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Largest change of a pixel's intensity (of 255).")
+@click.option("--shift", type=click.IntRange(0, 4), default=0, show_default=True,
+              help="Largest move of an image, in pixels (costs shift-sensitive nets accuracy).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
-def make_private_test_cmd(dataset: str, out: Path, seed: int, data_dir: Path | None) -> None:
+def make_private_test_cmd(dataset: str, out: Path, seed: int, noise: int, shift: int,
+                          data_dir: Path | None) -> None:
     """Write a private variant of DATASET's public test set (see docs/SECURITY.md).
 
     Use it with `training.dataset: <file>.npz` in the spec, and recalibrate the bar.
@@ -287,7 +292,8 @@ def make_private_test_cmd(dataset: str, out: Path, seed: int, data_dir: Path | N
     from .data import default_data_dir
     from .private import make_private_test
 
-    counts = _guard(lambda: make_private_test(dataset, data_dir or default_data_dir(), out, seed))
+    counts = _guard(lambda: make_private_test(dataset, data_dir or default_data_dir(), out, seed,
+                                              shift, noise))
     click.echo(f"wrote {out}: {counts['train']:,} training images (official) and "
                f"{counts['test']:,} private test images; in the spec: "
                f"training.dataset: {out.name} (put the file in the data folder)")

@@ -73,3 +73,33 @@ def test_fashion_mnist_subset_is_found_and_held_to_its_subset_bar(data_dir):
                  if c.kind == "accuracy")
     assert details["min_accuracy"] == check.options["subset"]["min_accuracy"] < check.options["min_accuracy"]
     assert details["accuracy"] >= details["min_accuracy"]
+
+
+def test_a_private_test_set_keeps_its_labels_and_difficulty_but_no_public_image(tmp_path,
+                                                                              data_dir):
+    """`grade make-private-test`: the reference scores about as on the public test images,
+    and no private image is byte for byte a public one (so no lookup table matches)."""
+    import numpy as np
+    import yaml
+
+    fashion = data_dir / "fashion-mnist-subset"
+    private = tmp_path / "data" / "fashion-private.npz"
+    made = grade("make-private-test", "fashion_mnist", "--out", private, "--seed", "31337",
+                 "--data-dir", fashion)
+    assert made.code == 0, made.err
+    public = prepare("fashion_mnist", fashion, tmp_path)
+    with np.load(private) as z:
+        x_test, y_test = z["x_test"], z["y_test"]
+    original = np.load(public.worker_files["test_x"])
+    assert np.bincount(y_test).tolist() == np.bincount(public.test_labels()).tolist()
+    assert not set(map(bytes, x_test)) & set(map(bytes, original))
+    spec = yaml.safe_load((ASSIGNMENTS / "fashion_mnist_strided" / "spec.yaml").read_text())
+    spec["training"]["dataset"] = private.name
+    folder = tmp_path / "fashion_mnist_strided"
+    folder.mkdir()
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    run, acc = accuracy_run(SOLUTIONS / "fashion_mnist_strided" / "model.py", private.parent,
+                            "--assignment", folder)
+    public_acc = accuracy_run(SOLUTIONS / "fashion_mnist_strided", data_dir)[1]
+    assert abs(acc["details"]["accuracy"] - public_acc["details"]["accuracy"]) < 0.03
+    assert "flags" not in acc       # an honest model on a private set: nothing to review
