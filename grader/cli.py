@@ -230,8 +230,11 @@ def check_cmd(path: Path, assignment: str | None, full: bool, only: str | None,
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
 def calibrate_cmd(assignment: str, seeds: str, device: str, data_dir: Path | None) -> None:
-    """Train the reference solution over several seeds and propose accuracy thresholds."""
-    from .calibrate import calibrate, report
+    """Train the reference over seeds, and controls that must fail; propose a bar between.
+
+    Exits 2, with the numbers, when the reference is not clearly above the linear control.
+    """
+    from .calibrate import calibrate, refusal, report
     from .runner import Options
     from .spec import find_spec, load_spec
 
@@ -241,7 +244,9 @@ def calibrate_cmd(assignment: str, seeds: str, device: str, data_dir: Path | Non
         _fail(f"no reference solution at {solution}")
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     cal = _guard(lambda: calibrate(solution, spec, seed_list, Options(device=device, data_dir=data_dir)))
-    click.echo(report(spec, cal, seed_list))
+    click.echo(report(spec, cal))
+    if not cal.fair:
+        _fail(refusal(cal))
 
 
 @main.group("nbgrader")

@@ -15,6 +15,7 @@ import yaml
 
 from . import formulas
 from .errors import SpecError
+from .forms import FORMS
 
 CHECK_KINDS = ("shapes", "params", "functions", "accuracy")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu")
@@ -46,6 +47,15 @@ class AltParams:
 
 
 @dataclass(frozen=True)
+class FormSpec:
+    """An equivalent form of a layer (grader/checks/matching.py FORMS) and what it earns."""
+
+    form: str
+    credit: float
+    note: str
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     name: str
     type: str
@@ -53,6 +63,7 @@ class LayerSpec:
     activation: str | None = None
     params: int | None = None          # explicit count (e.g. LeNet's C3 table: 1516)
     accept_params: tuple[AltParams, ...] = ()
+    accept_forms: tuple[FormSpec, ...] = ()   # default: every form the grader knows, full credit
     input_from: str | None = None      # spatial input from another layer (skip paths)
     note: str = ""
 
@@ -270,8 +281,8 @@ def _layer(path: Path, raw: Any, i: int) -> LayerSpec:
         raise SpecError(path, r.key("type"), f"unknown layer type {ltype!r}",
                         f"use one of: {', '.join(LAYER_TYPES)}")
     required, optional = LAYER_TYPES[ltype]
-    r.unknown({"name", "type", "activation", "params", "accept_params", "input_from", "note",
-               *required, *optional})
+    r.unknown({"name", "type", "activation", "params", "accept_params", "accept_forms",
+               "input_from", "note", *required, *optional})
     hp: dict[str, Any] = {k: r.get(k, (int, list)) for k in required}
     for k, default in optional.items():
         hp[k] = r.get(k, (int, bool, list, type(None)), default)
@@ -283,18 +294,35 @@ def _layer(path: Path, raw: Any, i: int) -> LayerSpec:
                         f"use one of: {', '.join(ACTIVATIONS)}")
     alts = tuple(_alt(path, a, f"{r.key('accept_params')}[{j}]")
                  for j, a in enumerate(r.get("accept_params", list, [])))
+    forms = tuple(_form(path, a, f"{r.key('accept_forms')}[{j}]")
+                  for j, a in enumerate(r.get("accept_forms", list, [])))
     return LayerSpec(name=r.get("name", str), type=ltype, hp=hp, activation=activation,
-                     params=r.positive("params", None), accept_params=alts,
+                     params=r.positive("params", None), accept_params=alts, accept_forms=forms,
                      input_from=r.get("input_from", str, None), note=r.get("note", str, ""))
 
 
 def _alt(path: Path, raw: Any, where: str) -> AltParams:
     r = _Reader(path, raw, where)
     r.unknown({"count", "credit", "note"})
+    return AltParams(r.positive("count"), _credit(path, r), r.get("note", str, ""))
+
+
+def _form(path: Path, raw: Any, where: str) -> FormSpec:
+    r = _Reader(path, raw, where)
+    r.unknown({"form", "credit", "note"})
+    name = r.get("form", str)
+    if name not in FORMS:
+        raise SpecError(path, r.key("form"), f"unknown form {name!r}",
+                        f"use one of: {', '.join(FORMS)}")
+    return FormSpec(name, _credit(path, r), r.get("note", str, "") or FORMS[name].note)
+
+
+def _credit(path: Path, r: _Reader) -> float:
     credit = float(r.get("credit", (int, float)))
     if not 0 <= credit <= 1:
-        raise SpecError(path, r.key("credit"), f"must be between 0 and 1, got {credit}")
-    return AltParams(r.positive("count"), credit, r.get("note", str, ""))
+        raise SpecError(path, r.key("credit"), f"must be between 0 and 1, got {credit}",
+                        "credit is the share of the layer's points: 0.5 for half")
+    return credit
 
 
 def _check(path: Path, raw: Any, i: int, functions: tuple[FunctionSpec, ...] = ()) -> CheckSpec:
@@ -318,10 +346,29 @@ def _accuracy_options(path: Path, r: _Reader) -> None:
     r.unknown({"id", "kind", "points", "min_accuracy", "partial_from", "measured", "subset"})
     _threshold(path, r)
     if "subset" in r.data:
-        _threshold(path, _Reader(path, r.data["subset"], r.key("subset")))
+        subset = _Reader(path, r.data["subset"], r.key("subset"))
+        subset.unknown({"min_accuracy", "partial_from", "measured"})
+        _threshold(path, subset)
+
+
+def _measured(path: Path, r: _Reader) -> None:
+    """`measured:` records both sides of a bar, as `grade calibrate` prints them: the
+    reference's accuracy per seed and the negative controls'."""
+    if "measured" not in r.data:
+        return
+    m = _Reader(path, r.data["measured"], r.key("measured"))
+    m.unknown({"reference", "linear", "no_activation", "on"})
+    fix = "paste what `grade calibrate` prints"
+    reference = m.get("reference", list, fix=fix)
+    for key, value in [("reference", v) for v in reference] + \
+            [(k, m.get(k, (int, float), fix=fix)) for k in ("linear", "no_activation")]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise SpecError(path, m.key(key), f"must be accuracies in [0, 1], got {value!r}", fix)
+    m.get("on", str, "")
 
 
 def _threshold(path: Path, r: _Reader) -> None:
+    _measured(path, r)
     lo = r.get("partial_from", (int, float), None)
     hi = r.get("min_accuracy", (int, float))
     for key, v in (("min_accuracy", hi), ("partial_from", lo)):

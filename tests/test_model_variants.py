@@ -18,6 +18,15 @@ STRIDED = SOLUTIONS / "fashion_mnist_strided" / "model.py"
 UNET = SOLUTIONS / "unet_cifar10" / "model.py"
 MODEL_ASSIGNMENTS = ["cifar10_cnn", "lenet5_mnist", "cifar10_improved", "fashion_mnist_strided",
                      "unet_cifar10"]
+# Units of a shapes check: one per layer, one per activation the spec asks for. A layer is
+# judged on its own input, so a mistake costs its own units once.
+LAB_UNITS = 8 + 4            # cifar10_cnn and cifar10_improved
+STRIDED_UNITS = 6 + 4
+UNET_UNITS = 12 + 5
+
+
+def shape_points(right: int, units: int, points: float = 4) -> float:
+    return pytest.approx(points * right / units, abs=1e-4)
 
 
 def graded(path, assignment="cifar10_cnn"):
@@ -42,10 +51,14 @@ def test_wrong_kernel_explains_formula(tmp_path):
                                             "nn.Conv2d(6, 16, kernel_size=3)")]))
     shapes, params = run.check("shapes"), run.check("params")
     assert run.code == 1
-    assert shapes["score"] == 1.0           # conv1 and pool1 right: 2 of 8 layers
+    # right: conv1, pool1, pool2 and flatten (on conv2's 12x12), relu after conv1 and conv2;
+    # fc1 stops on 576 features, so fc1, fc2, fc3 and two activations are not measured
+    assert shapes["score"] == shape_points(4 + 2, LAB_UNITS)
     assert "conv2: got 16x12x12, expected 16x10x10: O = (14 - 3 + 2*0)/1 + 1 = 12 means K=3; " \
            "the spec asks for K=5" in shapes["feedback"]
-    assert "fc1 expects 400 features, the flattened map has 576 = 16x6x6" in shapes["feedback"]
+    assert "The forward pass stopped in fc1, a Linear: it expects 400 features, the flattened " \
+           "map has 576 = 16x6x6" in shapes["feedback"]
+    assert "pool2" not in shapes["feedback"]   # right on conv2's output: not blamed
     assert params["score"] == 2.0           # conv2 and the total wrong: 4 of 6 units
     assert "conv2: got 880 parameters, expected (5*5*6 + 1)*16 = 2,416; yours: (3*3*6 + 1)*16 = 880" \
         in params["feedback"]
@@ -55,10 +68,13 @@ def test_wrong_padding_costs_shapes_not_params(tmp_path):
     run = graded(variant(tmp_path, CIFAR, [("nn.Conv2d(3, 6, kernel_size=5)",
                                             "nn.Conv2d(3, 6, kernel_size=5, padding=2)")]))
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == 0.0
+    assert shapes["score"] == shape_points(4 + 2, LAB_UNITS)   # pool1, conv2, pool2, flatten
     assert "conv1: got 6x32x32, expected 6x28x28: O = (32 - 5 + 2*2)/1 + 1 = 32 means P=2; " \
            "the spec asks for P=0" in shapes["feedback"]
-    assert "conv2: got 16x12x12, expected 16x10x10: its input is 6x16x16" in shapes["feedback"]
+    conv2 = next(r for r in shapes["details"]["layers"] if r["name"] == "conv2")
+    assert conv2["shape_ok"] and conv2["message"] == (
+        "conv2: 16x12x12 from its 6x16x16 input, as the spec's layer makes it (16x10x10 once "
+        "the layers before it are right)")
     assert params["score"] == 3.0           # padding learns nothing
 
 
@@ -66,19 +82,21 @@ def test_wrong_channel_count(tmp_path):
     run = graded(variant(tmp_path, CIFAR, [("nn.Conv2d(3, 6, kernel_size=5)", "nn.Conv2d(3, 8, kernel_size=5)"),
                                            ("nn.Conv2d(6, 16, kernel_size=5)", "nn.Conv2d(8, 16, kernel_size=5)")]))
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == 3.0           # conv1 and pool1 carry 8 maps: 6 of 8 layers right
+    assert shapes["score"] == shape_points(LAB_UNITS - 1, LAB_UNITS)   # conv1 alone is wrong
     assert "conv1: got 8x28x28, expected 6x28x28: it has 8 output channels; the spec asks for 6" \
         in shapes["feedback"]
-    assert params["score"] == 1.5           # conv1, conv2 and the total wrong: 3 of 6
+    assert params["score"] == 2.0           # conv1 and the total wrong; conv2 reads conv1's 8 maps
     assert "conv1: got 608 parameters, expected (5*5*3 + 1)*6 = 456" in params["feedback"]
+    assert "conv2" not in params["feedback"]
     assert "total: 62,958 parameters, expected 62,006" in params["feedback"]
 
 
 def test_mismatched_fc1_says_where_forward_stopped(tmp_path):
     run = graded(variant(tmp_path, CIFAR, [("nn.Linear(16 * 5 * 5, 120)", "nn.Linear(16 * 4 * 4, 120)")]))
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == 2.5           # 5 of 8 layers before the crash
-    assert "fc1 expects 256 features, the flattened map has 400 = 16x5x5" in shapes["feedback"]
+    assert shapes["score"] == shape_points(5 + 2, LAB_UNITS)   # 5 layers, 2 activations before it
+    assert "The forward pass stopped in fc1, a Linear: it expects 256 features, the flattened " \
+           "map has 400 = 16x5x5" in shapes["feedback"]
     assert "fc2: not reached" in shapes["feedback"]
     assert params["score"] == 2.0
     assert "fc1: got 30,840 parameters, expected (400 + 1)*120 = 48,120" in params["feedback"]
@@ -86,21 +104,22 @@ def test_mismatched_fc1_says_where_forward_stopped(tmp_path):
 
 def test_missing_activation(tmp_path):
     run = graded(variant(tmp_path, CIFAR, [("self.pool(F.relu(self.conv2(x)))", "self.pool(self.conv2(x))")]))
-    assert run.check("shapes")["score"] == 3.5
+    assert run.check("shapes")["score"] == shape_points(LAB_UNITS - 1, LAB_UNITS)
     assert "conv2: no activation after it; the spec asks for relu" in run.check("shapes")["feedback"]
     assert run.check("params")["score"] == 3.0
 
 
 def test_renamed_layers_match_by_order(tmp_path):
-    renames = [("self.conv1", "self.first"), ("self.conv2", "self.second"), ("self.fc1", "self.hidden1"),
-               ("self.fc2", "self.hidden2"), ("self.fc3", "self.scores")]
-    text = CIFAR.read_text()
-    for old, new in renames:
-        text = text.replace(old, new)
-    path = tmp_path / "model.py"
-    path.write_text(text)
-    run = graded(path)
+    renames = [(f"self.{old} = nn.", f"self.{new} = nn.") for old, new in RENAMES] + \
+              [(f"self.{old}(x)", f"self.{new}(x)") for old, new in RENAMES]
+    run = graded(variant(tmp_path, CIFAR, renames))
     assert run.code == 0, run.out
+    assert {r["matched"] for r in run.check("shapes")["details"]["layers"]} >= \
+        {new for _, new in RENAMES}
+
+
+RENAMES = [("conv1", "first"), ("conv2", "second"), ("fc1", "hidden1"), ("fc2", "hidden2"),
+           ("fc3", "scores")]
 
 
 SEQUENTIAL = '''
@@ -186,7 +205,8 @@ def test_lenet_wrong_c5_kernel(tmp_path):
     shapes = run.check("shapes")
     assert "c5: got 120x3x3, expected 120x1x1: O = (5 - 3 + 2*0)/1 + 1 = 3 means K=3; " \
            "the spec asks for K=5" in shapes["feedback"]
-    assert "f6 expects 120 features, the flattened map has 1080 = 120x3x3" in shapes["feedback"]
+    assert "The forward pass stopped in f6, a Linear: it expects 120 features, the flattened " \
+           "map has 1080 = 120x3x3" in shapes["feedback"]
 
 
 # ---------------------------------------------------------------- cifar10_improved
@@ -196,7 +216,7 @@ def test_improved_average_pooling_loses_both_pools(tmp_path):
                                                "nn.AvgPool2d(kernel_size=2, stride=2)")]), "cifar10_improved")
     shapes = run.check("shapes")
     assert run.code == 1
-    assert shapes["score"] == 3.0           # 6 of 8 layers: the sizes are right, the kind is not
+    assert shapes["score"] == shape_points(LAB_UNITS - 2, LAB_UNITS)   # sizes right, kind not
     assert "pool1 (pool): uses avgpool2d where the spec asks for maxpool2d" in shapes["feedback"]
     assert "pool2 (pool): uses avgpool2d" in shapes["feedback"]
     assert run.check("params")["score"] == 3.0
@@ -207,21 +227,26 @@ def test_improved_lab_width_conv2(tmp_path):
                                               ("nn.Linear(64 * 5 * 5, 120)", "nn.Linear(16 * 5 * 5, 120)")]),
                  "cifar10_improved")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == 2.5           # conv2, pool2 and flatten carry 16 maps: 5 of 8
+    # conv2 alone is wrong: pool2, flatten and fc1 do what the spec's layers do to 16 maps
+    assert shapes["score"] == shape_points(LAB_UNITS - 1, LAB_UNITS)
     assert "conv2: got 16x10x10, expected 64x10x10: it has 16 output channels; the spec asks for 64" \
         in shapes["feedback"]
-    assert "expected 1600 = 64x5x5" in shapes["feedback"]
-    assert params["score"] == 1.5           # conv2, fc1 and the total wrong: 3 of 6
+    assert "flatten" not in shapes["feedback"] and "fc1" not in shapes["feedback"]
+    assert params["score"] == 2.0           # conv2 and the total wrong: 4 of 6
     assert "conv2: got 12,816 parameters, expected (5*5*32 + 1)*64 = 51,264" in params["feedback"]
-    assert "fc1: got 48,120 parameters, expected (1600 + 1)*120 = 192,120" in params["feedback"]
+    fc1 = next(r for r in params["details"]["layers"] if r["name"] == "fc1")
+    assert fc1["credit"] == 1 and fc1["message"] == (
+        "fc1: (400 + 1)*120 = 48,120 ✓ for the input it gets ((1600 + 1)*120 = 192,120 once the "
+        "layers before it are right)")
 
 
 def test_improved_fc1_still_sized_for_the_lab_net(tmp_path):
     run = graded(variant(tmp_path, IMPROVED, [("nn.Linear(64 * 5 * 5, 120)", "nn.Linear(16 * 5 * 5, 120)")]),
                  "cifar10_improved")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == 2.5           # 5 of 8 layers before the crash
-    assert "fc1 expects 400 features, the flattened map has 1600 = 64x5x5" in shapes["feedback"]
+    assert shapes["score"] == shape_points(5 + 2, LAB_UNITS)   # 5 layers, 2 activations before it
+    assert "The forward pass stopped in fc1, a Linear: it expects 400 features, the flattened " \
+           "map has 1600 = 64x5x5" in shapes["feedback"]
     assert params["score"] == 2.0           # fc1 and the total: 4 of 6
     assert "total: 112,830 parameters, expected 256,830" in params["feedback"]
 
@@ -232,11 +257,13 @@ def test_strided_forgotten_stride(tmp_path):
     run = graded(variant(tmp_path, STRIDED, [("nn.Conv2d(1, 32, kernel_size=3, stride=2)",
                                               "nn.Conv2d(1, 32, kernel_size=3)")]), "fashion_mnist_strided")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == 0.0           # every later size follows from conv1's
+    # conv2, conv3 and flatten are right on conv1's 26x26 maps; fc1 stops on 3,200 features
+    assert shapes["score"] == shape_points(3 + 3, STRIDED_UNITS)
     assert "conv1: got 32x26x26, expected 32x13x13: O = (28 - 3 + 2*0)/1 + 1 = 26 means S=1; " \
            "the spec asks for S=2" in shapes["feedback"]
-    assert "conv2: got 64x12x12, expected 64x6x6: its input is 32x26x26" in shapes["feedback"]
-    assert "fc1 expects 512 features, the flattened map has 3200 = 128x5x5" in shapes["feedback"]
+    assert "conv2" not in shapes["feedback"]
+    assert "The forward pass stopped in fc1, a Linear: it expects 512 features, the flattened " \
+           "map has 3200 = 128x5x5" in shapes["feedback"]
     assert params["score"] == 3.0           # the stride learns nothing
 
 
@@ -245,8 +272,9 @@ def test_strided_flatten_size_from_halving(tmp_path):
     run = graded(variant(tmp_path, STRIDED, [("nn.Linear(128 * 2 * 2, 512)", "nn.Linear(128 * 3 * 3, 512)")]),
                  "fashion_mnist_strided")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == pytest.approx(4 * 4 / 6, abs=1e-3)    # 4 of 6 layers before the crash
-    assert "fc1 expects 1152 features, the flattened map has 512 = 128x2x2" in shapes["feedback"]
+    assert shapes["score"] == shape_points(4 + 3, STRIDED_UNITS)   # before the crash in fc1
+    assert "The forward pass stopped in fc1, a Linear: it expects 1152 features, the flattened " \
+           "map has 512 = 128x2x2" in shapes["feedback"]
     assert params["score"] == 2.0           # fc1 and the total: 4 of 6
     assert "fc1: got 590,336 parameters, expected (512 + 1)*512 = 262,656; yours: (1152 + 1)*512" \
         in params["feedback"]
@@ -259,14 +287,18 @@ def test_strided_padding_one_shows_the_floor(tmp_path):
         ("nn.Conv2d(64, 128, kernel_size=3, stride=2)", "nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1)"),
         ("nn.Linear(128 * 2 * 2, 512)", "nn.Linear(128 * 4 * 4, 512)")]), "fashion_mnist_strided")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == pytest.approx(4 * 2 / 6, abs=1e-3)    # fc1 and fc2 right: 2 of 6
+    # each conv pads by 1, each is wrong on its own input; flatten, fc1, fc2 and the activations right
+    assert shapes["score"] == shape_points(3 + 4, STRIDED_UNITS)
     assert "conv1: got 32x14x14, expected 32x13x13: O = floor((28 - 3 + 2*1)/2) + 1 = 14 means P=1; " \
            "the spec asks for P=0" in shapes["feedback"]
-    assert "conv2: got 64x7x7, expected 64x6x6: O = floor((14 - 3 + 2*1)/2) + 1 = 7 means P=1" \
-        in shapes["feedback"]
-    assert "conv3: got 128x4x4, expected 128x2x2: O = (7 - 3 + 2*1)/2 + 1 = 4 means P=1" \
-        in shapes["feedback"]             # no floor where the stride divides evenly
-    assert params["score"] == 2.0           # padding learns nothing; fc1 and the total are off
+    assert "conv2: got 64x7x7, expected 64x7x7" not in shapes["feedback"]
+    assert "conv2: got 64x7x7, expected 64x6x6 from its 32x14x14 input: O = floor((14 - 3 + " \
+           "2*1)/2) + 1 = 7 means P=1" in shapes["feedback"]
+    assert "conv3: got 128x4x4, expected 128x3x3 from its 64x7x7 input: O = (7 - 3 + 2*1)/2 + 1 " \
+           "= 4 means P=1" in shapes["feedback"]   # no floor where the stride divides evenly
+    # padding learns nothing; fc1 reads the 2,048 values the padded convs give (right for that
+    # input), so only the total is off
+    assert params["score"] == 2.5
 
 
 # ---------------------------------------------------------------- unet_cifar10
@@ -291,12 +323,13 @@ def test_unet_transposed_kernel_off_by_one(tmp_path):
                                            "nn.ConvTranspose2d(16, 8, kernel_size=3, stride=2, padding=1)")]),
                  "unet_cifar10")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == pytest.approx(4 * 7 / 12, abs=1e-3)   # up1 wrong; dec1 on not reached
+    # up1 wrong; dec1 and what follows not reached: 7 layers and 4 activations measured right
+    assert shapes["score"] == shape_points(7 + 4, UNET_UNITS)
     assert "up1: got 8x31x31, expected 8x32x32: O = (16-1)*2 - 2*1 + 3 = 31 means K=3; " \
            "the spec asks for K=4" in shapes["feedback"]
     # the error comes from torch.cat after up1 returned: say so, with torch's own sizes
-    assert "The forward pass stopped after up1: the forward pass failed: RuntimeError: Sizes of " \
-           "tensors must match" in shapes["feedback"]
+    assert "The forward pass stopped after up1: RuntimeError: Sizes of tensors must match" \
+        in shapes["feedback"]
     assert "Expected size 31 but got size 32" in shapes["feedback"]
     assert "expects 16 input channels, its input has 16" not in shapes["feedback"]
     assert params["score"] == pytest.approx(3 * 7 / 9, abs=1e-3)    # up1 and the total
@@ -308,7 +341,7 @@ def test_unet_upsampling_by_two_where_four_is_needed(tmp_path):
                                            "nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1)")]),
                  "unet_cifar10")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == pytest.approx(4 * 5 / 12, abs=1e-3)
+    assert shapes["score"] == shape_points(5 + 3, UNET_UNITS)
     assert "up2: got 16x8x8, expected 16x16x16: O = (4-1)*2 - 2*1 + 4 = 8 means K=4, P=1, S=2; " \
            "the spec asks for K=8, P=2, S=4" in shapes["feedback"]
     assert params["score"] == pytest.approx(3 * 7 / 9, abs=1e-3)
@@ -320,7 +353,7 @@ def test_unet_transposed_padding_forgotten(tmp_path):
                                            "nn.ConvTranspose2d(16, 8, kernel_size=4, stride=2)")]),
                  "unet_cifar10")
     shapes = run.check("shapes")
-    assert shapes["score"] == pytest.approx(4 * 7 / 12, abs=1e-3)
+    assert shapes["score"] == shape_points(7 + 4, UNET_UNITS)
     assert "up1: got 8x34x34, expected 8x32x32: O = (16-1)*2 - 2*0 + 4 = 34 means P=0; " \
            "the spec asks for P=1" in shapes["feedback"]
     assert run.check("params")["score"] == 3.0   # padding learns nothing
@@ -335,4 +368,8 @@ def test_json_is_schema_1():
     for c in data["checks"]:
         assert set(c) == {"id", "kind", "score", "max_score", "status", "feedback", "details"}
         assert c["status"] in ("passed", "failed", "error", "skipped")
-    json.dumps(data)
+    json.loads(run.out, parse_constant=_refuse)      # strict JSON: no NaN or Infinity
+
+
+def _refuse(constant: str):
+    raise AssertionError(f"{constant} in the JSON result")

@@ -13,7 +13,7 @@ from ..measurements import Measurements
 from ..records import Event, Module
 from ..results import CheckResult, score_fraction, status_for
 from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes
-from .matching import Match, events_from_modules, match_layers
+from .matching import Match, after_a_mistake, events_from_modules, match_layers
 
 
 def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
@@ -29,8 +29,10 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     called = {e.path for e in events}
     # modules the forward never reached (it crashed, or never calls them) still have parameters
     events += events_from_modules([mod for mod in modules if mod.path not in called], len(events))
-    matches = match_layers(expected, events)
-    rows = [_row(mt, counts) for mt in matches if mt.expected.params or _has_params(mt, counts)]
+    alignment = match_layers(expected, events)
+    rows = [_row(mt, counts, drift)
+            for mt, drift in zip(alignment.matches, after_a_mistake(alignment))
+            if mt.expected.params or _has_params(mt, counts)]
     total, want_total = counts.get("", 0), sum(x.params for x in expected)
     total_row = {"name": "total", "expected": want_total, "got": total,
                  "credit": 1.0 if total == want_total else 0.0,
@@ -74,7 +76,7 @@ def _got(mt: Match, counts: dict[str, int]) -> int:
     return counts.get(e.path, 0) if e.kind == "module" else e.params
 
 
-def _row(mt: Match, counts: dict[str, int]) -> dict[str, Any]:
+def _row(mt: Match, counts: dict[str, int], drift: bool) -> dict[str, Any]:
     x = mt.expected
     want = x.params
     row: dict[str, Any] = {"name": x.spec.name, "expected": want, "got": None, "credit": 0.0,
@@ -84,8 +86,15 @@ def _row(mt: Match, counts: dict[str, int]) -> dict[str, Any]:
         return row
     got = row["got"] = _got(mt, counts)
     alt = next((a for a in x.spec.accept_params if a.count == got), None)
-    if got == want:
+    if got == want and mt.form is not None:
+        row["credit"] = mt.credit
+        row["message"] = f"{x.spec.name}: {row['formula']} ✓ ({mt.form.note})"
+    elif got == want:
         row["credit"], row["message"] = 1.0, f"{x.spec.name}: {row['formula']} ✓"
+    elif drift and got == _count_here(x, mt.event):
+        row["credit"] = 1.0
+        row["message"] = (f"{x.spec.name}: {student_formula(mt.event)} ✓ for the input it gets "
+                          f"({row['formula']} once the layers before it are right)")
     elif alt:
         row["credit"] = alt.credit
         row["message"] = f"{x.spec.name}: got {got:,}, expected {want:,}; " \
@@ -97,6 +106,22 @@ def _row(mt: Match, counts: dict[str, int]) -> dict[str, Any]:
         row["message"] = (f"{x.spec.name}: got {got:,} parameters, expected {row['formula']}{why}"
                           + (f"; yours: {yours}" if yours else ""))
     return row
+
+
+def _count_here(x: ExpectedLayer, e: Event) -> int | None:
+    """The spec layer's count for the input this layer really reads (None: not computable),
+    so that a layer after a mistake is not counted wrong for its in_channels/in_features."""
+    hp, shape = x.spec.hp, e.in_shape
+    if x.spec.params is not None or not shape:
+        return None
+    if x.spec.type in ("conv2d", "conv_transpose2d") and len(shape) == 4:
+        return formulas.conv_params(shape[1], hp["out_channels"], hp["kernel_size"],
+                                    hp["groups"], hp["bias"])
+    if x.spec.type == "linear":
+        return formulas.linear_params(shape[-1], hp["out_features"], hp["bias"])
+    if x.spec.type == "subsample" and len(shape) == 4:
+        return formulas.subsample_params(shape[1])
+    return None
 
 
 def expected_formula(x: ExpectedLayer) -> str:

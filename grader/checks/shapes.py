@@ -1,9 +1,12 @@
 """Shapes: does each layer turn its input into the feature map the spec expects?
 
 Expected shapes come from the spec through O = floor((I - K + 2P)/S) + 1 (and
-its pooling and transposed-convolution forms). When a layer is off, the
-feedback redoes that formula with the student's own numbers and names the
-hyperparameter that differs, because that is the mistake to fix.
+its pooling and transposed-convolution forms). Each layer is judged on its
+own: against what the spec's layer makes of the input it really got, so one
+wrong layer is reported once, at its place, and the right layers after it
+stay right. When a layer is off, the feedback redoes the formula with the
+student's own numbers and names the hyperparameter that differs, because that
+is the mistake to fix. The activation after a layer is a verdict of its own.
 """
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from .. import formulas
 from ..measurements import Measurements
 from ..records import Event, ProbeRecord
 from ..results import CheckResult, score_fraction, status_for
-from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes
-from .matching import Match, activation_after, match_layers
+from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes, layer_output_shape
+from .matching import (Alignment, Match, activation_after, after_a_mistake, differs,
+                       match_layers)
 
 HYPER_LETTERS = (("kernel_size", "K"), ("padding", "P"), ("stride", "S"), ("dilation", "D"))
 
@@ -27,78 +31,173 @@ def fmt(shape: Any) -> str:
 def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     expected = expected_shapes(spec)
     probe: ProbeRecord | None = m.record("probe")
-    if probe is None or (not m.ok("probe") and not probe.events):
+    if probe is None:
         return CheckResult(check.id, "shapes", 0.0, check.points, "error",
                            f"No shapes could be measured: {m.blocker('probe')}",
                            {"layers": [_row_unmeasured(x) for x in expected]})
     events = list(probe.events)
-    matches = match_layers(expected, events)
-    rows = [_row(mt, matches, events) for mt in matches]
-    crash = None if m.ok("probe") else crash_message(probe, events, matches, m)
+    alignment = match_layers(expected, events)
+    rows = [_row(mt, alignment, events, drift)
+            for mt, drift in zip(alignment.matches, after_a_mistake(alignment))]
+    crash = None if m.ok("probe") else crash_message(probe, alignment, m)
     if crash:
-        for row in rows:
-            if row["got"] is None:
-                row["message"] = f"{row['name']}: not reached (the forward pass stopped before it)"
-    passed = sum(r["ok"] for r in rows)
+        _mark_unfinished(rows)
     output_problem = _output_problem(probe, expected) if m.ok("probe") else None
-    fraction = passed / len(rows) if rows else 0.0
+    units = len(rows) + sum(r["activation"] is not None for r in rows)
+    earned = sum(r["credit"] for r in rows) + sum(bool(r["activation"] and r["activation"]["ok"])
+                                                  for r in rows)
+    fraction = earned / units if units else 0.0
     if output_problem or crash:
         # a model whose forward does not finish, or returns no usable scores, cannot be
-        # trained or used, however right its layers are: one layer's worth is lost
-        fraction = min(fraction, (len(rows) - 1) / len(rows))
+        # trained or used, however right its layers are: one unit's worth is lost
+        fraction = min(fraction, (units - 1) / units)
     score = score_fraction(check.points, fraction)
-    lines = [r["message"] for r in rows if not r["ok"] and r["got"] is not None]
-    if crash:
-        lines.append(crash)  # after the layers: the first wrong layer is usually the cause
-    lines += [r["message"] for r in rows if not r["ok"] and r["got"] is None]
-    if output_problem:
-        lines.append(output_problem)
-    header = f"{passed} of {len(rows)} layers have the expected shape."
-    feedback = header if not lines else header + "\n" + "\n".join(lines)
+    feedback = "\n".join([_header(rows), *_problems(rows, alignment, crash, output_problem)])
     output = probe.output
     return CheckResult(check.id, "shapes", score, check.points, status_for(score, check.points),
                        feedback, {"layers": rows, "crash": crash,
+                                  "extra": [_extra_text(e) for e in alignment.extra],
                                   "output": None if output is None else
                                   {"shape": output.shape and list(output.shape),
                                    "finite": output.finite}})
 
 
+def _mark_unfinished(rows: list[dict[str, Any]]) -> None:
+    """After a crash: the layer that was running did not finish, and the ones after the
+    last measured layer were never reached (neither is wrong: nothing was measured)."""
+    last = max((k for k, r in enumerate(rows) if r["got"] is not None), default=-1)
+    for k, row in enumerate(rows):
+        if row["got"] is not None:
+            continue
+        if row["matched"] is not None:
+            row["message"] = f"{row['name']}: did not finish (the forward pass stopped in it)"
+        elif k > last:
+            row["how"] = "not reached"
+            row["message"] = f"{row['name']}: not reached (the forward pass stopped before it)"
+
+
+def _header(rows: list[dict[str, Any]]) -> str:
+    shapes = f"{sum(r['shape_ok'] for r in rows)} of {len(rows)} layers have the expected shape"
+    acts = [r["activation"] for r in rows if r["activation"] is not None]
+    if not acts:
+        return shapes + "."
+    return f"{shapes}; {sum(a['ok'] for a in acts)} of {len(acts)} activations are the spec's."
+
+
+def _problems(rows: list[dict[str, Any]], alignment: Alignment, crash: str | None,
+              output_problem: str | None) -> list[str]:
+    """What to fix, cause first: wrong layers, extra ones, the crash, then what it cost."""
+    lines = [r["message"] for r in rows if not r["shape_ok"] and r["got"] is not None]
+    lines += [r["activation"]["message"] for r in rows
+              if r["activation"] is not None and r["activation"]["message"]
+              and not r["activation"]["ok"]]
+    lines += [f"{_extra_text(e)}: the spec has no such layer here" for e in alignment.extra]
+    if crash:
+        lines.append(crash)
+    lines += [r["message"] for r in rows if not r["shape_ok"] and r["got"] is None]
+    lines += [r["note"] for r in rows if r["note"]]
+    if output_problem:
+        lines.append(output_problem)
+    return lines
+
+
+def _extra_text(e: Event) -> str:
+    what = f"{e.category} layer {e.path}" if e.path else f"{e.cls} call"
+    shapes = f" ({fmt(e.in_shape[1:])} -> {fmt(e.out_shape[1:])})" if e.in_shape and \
+        e.out_shape else ""
+    return f"extra {what}{shapes}"
+
+
 def _row_unmeasured(x: ExpectedLayer) -> dict[str, Any]:
+    """A layer with nothing measured: it loses its shape unit and its activation unit (the
+    spec's activations count whether or not the forward reached them)."""
+    activation = None if x.spec.activation is None else \
+        {"expected": x.spec.activation, "got": None, "ok": False, "message": ""}
     return {"name": x.spec.name, "type": x.spec.type, "expected_in": list(x.in_shape),
-            "expected": list(x.out_shape), "in": None, "got": None, "ok": False,
-            "matched": None, "formula": "", "message": f"{x.spec.name}: not measured"}
+            "expected": list(x.out_shape), "in": None, "got": None, "shape_ok": False,
+            "activation": activation, "ok": False, "credit": 0.0, "matched": None, "how": "",
+            "form": None, "note": "", "formula": "", "message": f"{x.spec.name}: not measured"}
 
 
-def _row(mt: Match, matches: list[Match], events: list[dict[str, Any]]) -> dict[str, Any]:
+def label(mt: Match) -> str:
+    """How feedback names a paired layer: the spec's name, and the student's where it differs."""
+    e, name = mt.event, mt.expected.spec.name
+    if mt.how == "name":
+        return name
+    return f"{name} ({e.path})" if e.path else f"{name} ({e.cls} call)"
+
+
+def _row(mt: Match, alignment: Alignment, events: list[Event], drift: bool) -> dict[str, Any]:
     x = mt.expected
     row = _row_unmeasured(x)
     if not mt.found:
+        row["how"] = "missing"
         row["message"] = (f"{x.spec.name}: no {x.spec.type} layer found where the spec expects "
                           f"one (output {fmt(x.out_shape)})")
         return row
     e = mt.event
     got_in = list(e.in_shape[1:]) if e.in_shape else None
     got = list(e.out_shape[1:]) if e.out_shape else None
-    label = x.spec.name if mt.how == "name" or not e.path else f"{x.spec.name} ({e.path})"
-    if not e.path and mt.how == "order":
-        label = f"{x.spec.name} ({e.cls} call)"
+    name = label(mt)
     row.update({"in": got_in, "got": got, "matched": e.path or e.cls, "how": mt.how,
                 "class": e.cls, "formula": _formula(x, e, got_in)})
-    problems = []
-    if got is not None and list(x.out_shape) != got:
-        problems.append(_explain_shape(label, x, e, got_in, got))
-    if _wrong_pool_kind(x, e):
-        problems.append(f"{label}: uses {e.category} where the spec asks for {x.spec.type}")
+    if mt.form is not None:
+        row["form"] = mt.form.form
+        row["note"] = f"{name}: {mt.form.note}" + \
+            (f" ({mt.form.credit:.0%} of this layer's credit)" if mt.form.credit < 1 else "")
     if x.spec.activation and got is not None:
-        found = activation_after(mt, matches, events)
-        row["activation"] = {"expected": x.spec.activation, "found": found}
-        if found != x.spec.activation:
-            what = f"{found} after it" if found else "no activation after it"
-            why = "" if found else " (without one, stacked layers collapse into one linear map)"
-            problems.append(f"{label}: {what}; the spec asks for {x.spec.activation}{why}")
-    row["ok"] = got is not None and not problems
-    row["message"] = "\n".join(problems) if problems else f"{label}: {fmt(got)} as expected"
+        row["activation"] = _activation(name, x, activation_after(mt, alignment, events))
+    if got is None:
+        return row
+    # in an equivalent form's window the layers come in another order: judge each on its input
+    here = _expected_here(x, got_in) if drift or mt.how == "form" else list(x.out_shape)
+    problems = []
+    if got != here and not _same_values(mt, got):
+        problems.append(_explain_shape(name, x, e, got_in, got, here))
+    if _wrong_pool_kind(x, e):
+        problems.append(f"{name}: uses {e.category} where the spec asks for {x.spec.type}")
+    row["shape_ok"] = not problems
+    row["credit"] = mt.credit if row["shape_ok"] else 0.0
+    row["ok"] = row["shape_ok"] and (row["activation"] is None or row["activation"]["ok"])
+    if problems:
+        row["message"] = "\n".join(problems)
+    elif mt.how == "form" and mt.form is None:
+        row["message"] = f"{name}: {fmt(got)}, in the order of the equivalent form noted below"
+    elif got != list(x.out_shape) and not _same_values(mt, got):
+        row["message"] = (f"{name}: {fmt(got)} from its {fmt(got_in)} input, as the spec's layer "
+                          f"makes it ({fmt(x.out_shape)} once the layers before it are right)")
+    else:
+        row["message"] = f"{name}: {fmt(got)} as expected"
     return row
+
+
+def _expected_here(x: ExpectedLayer, got_in: list[int] | None) -> list[int]:
+    """What the spec's layer makes of the input this layer really got: a layer is judged on
+    its own, so a mistake before it is not counted again here."""
+    if got_in is None:
+        return list(x.out_shape)
+    try:
+        return list(layer_output_shape(x.spec, tuple(got_in)))
+    except (ValueError, KeyError):
+        return list(x.out_shape)
+
+
+def _same_values(mt: Match, got: list[int]) -> bool:
+    """An equivalent form may shape its result differently: C5 as a Linear gives 120, not
+    120x1x1; what counts is the same number of values."""
+    return mt.form is not None and math.prod(got) == math.prod(mt.expected.out_shape)
+
+
+def _activation(name: str, x: ExpectedLayer, found: str | None) -> dict[str, Any]:
+    ok = found == x.spec.activation
+    if ok:
+        message = f"{name}: {found} after it, as the spec asks"
+    elif found:
+        message = f"{name}: {found} after it; the spec asks for {x.spec.activation}"
+    else:
+        message = (f"{name}: no activation after it; the spec asks for {x.spec.activation} "
+                   "(without one, stacked layers collapse into one linear map)")
+    return {"expected": x.spec.activation, "got": found, "ok": ok, "message": message}
 
 
 def _wrong_pool_kind(x: ExpectedLayer, e: Event) -> bool:
@@ -134,28 +233,29 @@ def _int_padding(padding: Any, k: int, d: Any) -> int:
 
 
 def _explain_shape(label: str, x: ExpectedLayer, e: Event, got_in: list[int] | None,
-                   got: list[int]) -> str:
-    head = f"{label}: got {fmt(got)}, expected {fmt(x.out_shape)}"
+                   got: list[int], here: list[int]) -> str:
+    """Why this layer's output differs from what the spec's layer makes of the same input:
+    the size formula with the student's numbers, naming the hyperparameter that differs."""
+    source = "" if got_in in (None, list(x.in_shape)) else f" from its {fmt(got_in)} input"
+    head = f"{label}: got {fmt(got)}, expected {fmt(here)}{source}"
     hp, want = e.hyper, x.spec.hp
     if x.spec.type == "flatten":
-        return f"{head}: the flattened map has {fmt(got)} features; expected " \
-               f"{x.out_shape[0]} = {fmt(x.in_shape)}"
+        return f"{head}: a flatten keeps every value of its {fmt(got_in)} input"
     if x.spec.type == "linear":
         return f"{head} (out_features={got[0]}; the spec asks for {want['out_features']})"
     reasons = []
     if len(got) == 3 and "out_channels" in want and got[0] != want["out_channels"]:
         reasons.append(f"it has {got[0]} output channels; the spec asks for {want['out_channels']}")
     formula = _formula(x, e, got_in)
-    if len(got) == 3 and got[1:] != list(x.out_shape[1:]):
-        diffs = [f"{letter}={_hp_text(hp, key)}" for key, letter in HYPER_LETTERS
-                 if key in want and key in hp and _norm(hp[key], hp) != _norm(want[key], want)]
-        asks = [f"{letter}={_hp_text(want, key)}" for key, letter in HYPER_LETTERS
-                if key in want and key in hp and _norm(hp[key], hp) != _norm(want[key], want)]
-        if formula and diffs:
-            reasons.append(f"{formula} means {', '.join(diffs)}; the spec asks for {', '.join(asks)}")
+    if len(got) == 3 and got[1:] != here[1:]:
+        differing = [(letter, key) for key, letter in HYPER_LETTERS if differs(hp, want, key)]
+        if formula and differing:
+            yours = ", ".join(f"{letter}={_hp_text(hp, key)}" for letter, key in differing)
+            asks = ", ".join(f"{letter}={_hp_text(want, key)}" for letter, key in differing)
+            reasons.append(f"{formula} means {yours}; the spec asks for {asks}")
         elif got_in and list(x.in_shape[1:]) != got_in[1:]:
-            reasons.append(f"its input is {fmt(got_in)}, but the spec expects {fmt(x.in_shape)}: "
-                           "fix the layers before it first")
+            reasons.append(f"its input is {fmt(got_in)} where the spec expects {fmt(x.in_shape)}, "
+                           "and no layer before it is wrong: code between the layers changes it")
         elif formula:
             reasons.append(formula)
     return head + (": " + "; ".join(reasons) if reasons else "")
@@ -167,12 +267,6 @@ def _hp_text(hp: dict[str, Any], key: str) -> str:
         v = hp.get("kernel_size")
     a, b = formulas.pair(v) if not isinstance(v, str) else (v, v)
     return str(a) if a == b else f"{a}x{b}"
-
-
-def _norm(v: Any, hp: dict[str, Any]) -> Any:
-    if v is None:
-        v = hp.get("kernel_size")
-    return formulas.pair(v) if not isinstance(v, str) else v
 
 
 def _output_problem(probe: ProbeRecord, expected: list[ExpectedLayer]) -> str | None:
@@ -187,30 +281,42 @@ def _output_problem(probe: ProbeRecord, expected: list[ExpectedLayer]) -> str | 
     return None
 
 
-def crash_message(probe: ProbeRecord, events: list[Event], matches: list[Match],
-                  m: Measurements) -> str:
-    """Where the forward pass stopped, and which shapes met there."""
+def crash_message(probe: ProbeRecord, alignment: Alignment, m: Measurements) -> str:
+    """Where the forward pass stopped, by the tracer's own record of what was running:
+    a layer still open when it raised (a shared module's second call is its own layer),
+    a functional layer call being attempted, or the code between two layers."""
+    reason = m.blocker("probe").removeprefix("the forward pass failed: ")
     site = probe.crash
     if site is None:
-        return f"The forward pass stopped: {m.blocker('probe')}"
-    where = site.path or site.name or "forward"
-    label = next((mt.expected.spec.name for mt in matches
-                  if mt.event and site.path and mt.event.path == site.path), where)
-    got = site.inputs[0] if site.inputs and site.inputs[0] else None
-    if site.kind == "module" and site.path and site.path not in site.open_modules:
-        # The last layer called had already returned: the error came from code after it
-        # (e.g. torch.cat of a skip connection whose sizes differ), so do not blame the layer.
-        return f"The forward pass stopped after {label}: {m.blocker('probe')}"
-    base = f"The forward pass stopped in {label} ({site.cls or site.name or '?'})"
-    hyper = site.hyper
+        return f"The forward pass stopped: {reason}"
+    names = {mt.event.index: label(mt) for mt in alignment.matches if mt.event is not None}
+    running = [e for e in alignment.layers
+               if e.kind == "module" and e.out_shape is None and e.path in site.open_modules]
+    if running:
+        layer = running[-1]
+        where = names.get(layer.index, f"the extra layer {layer.path}")
+        return _stopped_in(where, layer, site, alignment, reason)
+    done = [e for e in alignment.layers if e.out_shape is not None]
+    after = f"after {names.get(done[-1].index, done[-1].path or done[-1].cls)}" if done \
+        else "before the first layer"
+    if site.kind == "function" and site.name:
+        return f"The forward pass stopped in a {site.name} call {after}: {reason}"
+    return f"The forward pass stopped {after}: {reason}"
+
+
+def _stopped_in(where: str, layer: Event, site: Any, alignment: Alignment, reason: str) -> str:
+    base = f"The forward pass stopped in {where}, a {layer.cls}"
+    hyper = layer.hyper
+    got = (site.inputs[0] if site.path == layer.path and site.inputs and site.inputs[0]
+           else layer.in_shape)
     if "in_features" in hyper and got:
         feats = got[-1]
-        last_map = next((e.out_shape[1:] for e in reversed(events)
-                         if e.out_shape and len(e.out_shape) == 4), None)
+        last_map = next((e.out_shape[1:] for e in reversed(alignment.layers)
+                         if e.index < layer.index and e.out_shape and len(e.out_shape) == 4), None)
         origin = f" = {fmt(last_map)}" if last_map and math.prod(last_map) == feats else ""
-        return (f"{base}: {label} expects {hyper['in_features']} features, "
+        return (f"{base}: it expects {hyper['in_features']} features, "
                 f"the flattened map has {feats}{origin}")
     if "in_channels" in hyper and got and len(got) == 4:
-        return (f"{base}: {label} expects {hyper['in_channels']} input channels, "
+        return (f"{base}: it expects {hyper['in_channels']} input channels, "
                 f"its input has {got[1]} ({fmt(got[1:])})")
-    return f"{base}: {m.blocker('probe')}"
+    return f"{base}: {reason}"

@@ -45,7 +45,7 @@ code,pre,.mono{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace;font-
 td.mono{white-space:nowrap}
 tr.ok td:first-child{box-shadow:inset 4px 0 var(--pass)}
 tr.bad td:first-child{box-shadow:inset 4px 0 var(--fail)}
-tr.bad{background:#fff5f5}td.bad{color:var(--fail);font-weight:600}
+tr.bad{background:#fff5f5}td.bad,span.bad{color:var(--fail);font-weight:600}
 tr.total td{font-weight:600;border-top:2px solid var(--line)}
 .badge{display:inline-block;padding:1px 10px;border-radius:12px;font-size:12px;font-weight:600}
 .badge.passed{background:var(--pass-bg);color:var(--pass)}
@@ -140,7 +140,7 @@ def _layers_section(result: GradeResult) -> str:
 def _layer_row(name: str, shape: dict[str, Any] | None, params: dict[str, Any] | None) -> str:
     ok = (shape is None or shape["ok"]) and (params is None or params["credit"] >= 1)
     shape = shape or {}
-    wrong_out = shape.get("got") is not None and shape.get("got") != shape.get("expected")
+    wrong_out = shape.get("got") is not None and not shape.get("shape_ok")
     missing = bool(shape) and shape.get("got") is None
     cells = [f"<td>{escape(name)}</td>", _type_cell(shape),
              f"<td class=mono>{fmt_shape(shape.get('in'))}</td>",
@@ -155,9 +155,13 @@ def _layer_row(name: str, shape: dict[str, Any] | None, params: dict[str, Any] |
 def _type_cell(shape: dict[str, Any]) -> str:
     """The layer type and the activation the spec wants after it; red when that is missing."""
     act = shape.get("activation")
-    text = escape(shape.get("type", "")) + (f" + {escape(act['expected'])}" if act else "")
-    wrong = bool(act) and act.get("found") != act.get("expected")
-    return f"<td class=bad>{text}</td>" if wrong else f"<td>{text}</td>"
+    text = escape(shape.get("type", ""))
+    if act and act["ok"]:
+        text += f" + {escape(act['expected'])}"
+    elif act:
+        text += f" + <span class=bad>{escape(act['got'] or 'no activation')}</span> " \
+                f"(the spec asks for {escape(act['expected'])})"
+    return f"<td>{text}</td>"
 
 
 def _params_cell(params: dict[str, Any] | None) -> str:

@@ -11,7 +11,7 @@ import html
 import re
 
 from ..results import GradeResult
-from .text import layer_rows, plain, status_mark
+from .text import LAYER_COLUMNS, layer_rows, plain, status_mark
 
 BACKTICKS = re.compile(r"`+")
 
@@ -50,9 +50,10 @@ def render(result: GradeResult) -> str:
         out += ["", f"## {cell(c.id)}", "", *fence(c.feedback)]
         rows = layer_rows(c)
         if rows:
-            out += ["", "| Layer | Input | Output | Expected | Formula |", "|---|---|---|---|---|"]
-            out += [f"| {cell(r[0])} | {cell(r[1])} | {cell(r[2])} | {cell(r[3])} | {code(r[4])} |"
-                    for r in rows]
+            out += ["", "| " + " | ".join(LAYER_COLUMNS) + " |",
+                    "|" + "---|" * len(LAYER_COLUMNS)]
+            out += [f"| {cell(r[0])} | {cell(r[1])} | {cell(r[2])} | {cell(r[3])} | {code(r[4])} "
+                    f"| {cell(r[5])} |" for r in rows]
     if result.notes:
         out += ["", "## Notes", ""] + [f"- {cell(n)}" for n in result.notes]
     if result.skipped_cells:

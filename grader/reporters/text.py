@@ -35,13 +35,27 @@ def fmt_shape(shape) -> str:
     return "x".join(str(v) for v in shape) if shape else "-"
 
 
+LAYER_COLUMNS = ("Layer", "Input", "Output", "Expected", "Formula", "Activation")
+
+
 def layer_rows(check: CheckResult) -> list[list[str]]:
-    """Layer table rows (name, input, output, expected, formula) of a shapes check."""
+    """Layer table rows of a shapes check. The mark says whether the shape is right; the
+    activation has a column of its own, so a right shape never shows as wrong."""
     if check.kind != "shapes":
         return []
-    return [[("✔ " if r["ok"] else "✘ ") + r["name"], fmt_shape(r.get("in")),
-             fmt_shape(r.get("got")), fmt_shape(r.get("expected")), r.get("formula") or ""]
+    return [[("✔ " if r["shape_ok"] else "✘ ") + r["name"], fmt_shape(r.get("in")),
+             fmt_shape(r.get("got")), fmt_shape(r.get("expected")), r.get("formula") or "",
+             activation_text(r.get("activation"))]
             for r in check.details.get("layers", [])]
+
+
+def activation_text(activation: dict | None) -> str:
+    """`relu ✔`, `tanh ✘ (relu)`, `none ✘ (relu)`; empty where the spec names none."""
+    if activation is None:
+        return ""
+    if activation["ok"]:
+        return f"{activation['got']} ✔"
+    return f"{activation['got'] or 'none'} ✘ ({activation['expected']})"
 
 
 def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
@@ -63,7 +77,7 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
         rows = layer_rows(c)
         if rows and c.status != "passed":
             table = Table(show_header=True, header_style="bold")
-            for col in ("Layer", "Input", "Output", "Expected", "Formula"):
+            for col in LAYER_COLUMNS:
                 table.add_column(col)
             for r in rows:
                 table.add_row(*(Text(plain(v)) for v in r))

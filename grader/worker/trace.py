@@ -137,18 +137,16 @@ class ForwardTracer:
         self.categories = {id(m): category_of(m) for _, m in walk_modules(model)}
 
     def inside_opaque(self) -> bool:
-        return any(cat in OPAQUE or cat == "custom_leaf" for _, cat, _ in self.stack)
+        return any(cat in OPAQUE for _, cat, _ in self.stack)
 
     def parent(self) -> str:
         return self.stack[-1][0] if self.stack else ""
 
     def _pre(self, module, args):
         path, cat = self.paths[id(module)], self.categories[id(module)]
-        if cat == "custom" and not any(c is not None for c in vars(module)["_modules"].values()):
-            cat = "custom_leaf"
         idx = len(self.events)
         self.events.append({"kind": "module", "path": path, "parent": self.parent(),
-                            "category": cat.replace("custom_leaf", "custom"),
+                            "category": cat,
                             "class": type(module).__name__, "hyper": _module_hyper(module),
                             "in": _shape(_first_tensor(args)), "out": None})
         self.stack.append((path, cat, idx))
