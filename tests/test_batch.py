@@ -166,13 +166,11 @@ def test_batch_and_its_pool_never_import_torch(tmp_path):
 
 
 def test_second_run_skips_everything(graded_class):
-    subs, out, _, first_s = graded_class
+    subs, out, _, _ = graded_class
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
-    start = time.perf_counter()
     run = batch(subs, out)
     assert run.code == 0, run.err
     assert f"0 graded, {STUDENTS} unchanged since the last run" in run.out
-    assert time.perf_counter() - start < first_s / 3
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")} == before
 
 

@@ -55,17 +55,18 @@ def test_formula_text_shows_the_floor_when_the_stride_does_not_divide():
 
 
 def test_cifar10_lab_numbers_follow_from_the_formulas():
+    """The spec's derived shapes and counts, against the formulas worked by hand here."""
     spec = load_spec(ASSIGNMENTS / "cifar10_cnn" / "spec.yaml")
     layers = expected_shapes(spec)
-    c1 = formulas.conv_output_size(32, 5)
-    p1 = formulas.pool_output_size(c1, 2)
-    c2 = formulas.conv_output_size(p1, 5)
-    p2 = formulas.pool_output_size(c2, 2)
+    c1 = (32 - 5 + 2 * 0) // 1 + 1                       # 28
+    p1 = (c1 - 2) // 2 + 1                               # 14
+    c2 = (p1 - 5 + 2 * 0) // 1 + 1                       # 10
+    p2 = (c2 - 2) // 2 + 1                               # 5
     assert [x.out_shape for x in layers] == [
         (6, c1, c1), (6, p1, p1), (16, c2, c2), (16, p2, p2), (16 * p2 * p2,), (120,), (84,), (10,)]
     assert (c1, p1, c2, p2, 16 * p2 * p2) == (28, 14, 10, 5, 400)
-    params = [formulas.conv_params(3, 6, 5), formulas.conv_params(6, 16, 5),
-              formulas.linear_params(400, 120), formulas.linear_params(120, 84), formulas.linear_params(84, 10)]
+    params = [(5 * 5 * 3 + 1) * 6, (5 * 5 * 6 + 1) * 16, (400 + 1) * 120, (120 + 1) * 84,
+              (84 + 1) * 10]
     assert params == [456, 2416, 48120, 10164, 850]
     assert [x.params for x in layers if x.params] == params
     assert sum(params) == 62006
@@ -75,11 +76,10 @@ def test_lenet5_numbers_follow_from_the_formulas():
     spec = load_spec(ASSIGNMENTS / "lenet5_mnist" / "spec.yaml")
     by_name = {x.spec.name: x for x in expected_shapes(spec)}
     table = [3] * 6 + [4] * 9 + [6]                      # inputs per C3 map (LeCun 1998, Table I)
-    c3 = sum(formulas.conv_params(n, 1, 5) for n in table)
-    expected = {"c1": formulas.conv_params(1, 6, 5), "s2": formulas.subsample_params(6), "c3": c3,
-                "s4": formulas.subsample_params(16), "c5": formulas.conv_params(16, 120, 5),
-                "f6": formulas.linear_params(120, 84), "output": formulas.linear_params(84, 10)}
+    c3 = sum((5 * 5 * n + 1) * 1 for n in table)
+    expected = {"c1": (5 * 5 * 1 + 1) * 6, "s2": (1 + 1) * 6, "c3": c3, "s4": (1 + 1) * 16,
+                "c5": (5 * 5 * 16 + 1) * 120, "f6": (120 + 1) * 84, "output": (84 + 1) * 10}
     assert expected == {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48120, "f6": 10164, "output": 850}
     assert {n: by_name[n].params for n in expected} == expected
-    assert formulas.conv_params(6, 16, 5) == 2416          # the fully connected C3 the spec half-credits
-    assert by_name["c5"].out_shape == (120, 1, 1)
+    assert formulas.conv_params(6, 16, 5) == (5 * 5 * 6 + 1) * 16 == 2416   # the half-credited C3
+    assert by_name["c5"].out_shape == (120, (5 - 5) // 1 + 1, (5 - 5) // 1 + 1)   # 120x1x1
