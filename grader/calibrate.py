@@ -12,6 +12,7 @@ data, and calibration refuses with the numbers and what would widen the gap.
 """
 from __future__ import annotations
 
+import ast
 import math
 import statistics
 import tempfile
@@ -109,24 +110,33 @@ class Model(nn.Module):
         return self.linear(torch.flatten(x, 1))
 '''
 
-NO_ACTIVATION = '''"""Negative control: the reference solution with every activation replaced by the identity."""
-import torch
-import torch.nn.functional as F
-from torch import nn
+ACTIVATION_CALLS = {"relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "gelu", "elu",
+                    "elu_", "leaky_relu", "leaky_relu_"}
+ACTIVATION_MODULES = {"ReLU", "Tanh", "Sigmoid", "GELU", "ELU", "LeakyReLU"}
 
 
-def _identity(x, *args, **kwargs):
-    return x
+class _WithoutActivations(ast.NodeTransformer):
+    """`F.relu(x)`, `torch.tanh(x)` and `x.relu()` become `x`; `nn.ReLU()` becomes
+    `nn.Identity()`. The reference stays the same program otherwise."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        func = node.func
+        if not isinstance(func, ast.Attribute):
+            return node
+        if func.attr in ACTIVATION_MODULES:
+            return ast.Call(ast.Attribute(func.value, "Identity", ast.Load()), [], [])
+        if func.attr not in ACTIVATION_CALLS:
+            return node
+        if isinstance(func.value, ast.Name) and func.value.id in ("torch", "F"):
+            return node.args[0] if node.args else node
+        return func.value                                    # x.relu() -> x
 
 
-for _name in ("relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "gelu", "elu", "elu_",
-              "leaky_relu", "leaky_relu_"):
-    for _owner in (torch, F, torch.Tensor):
-        if hasattr(_owner, _name):
-            setattr(_owner, _name, _identity)
-for _cls in (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.LeakyReLU):
-    _cls.forward = lambda self, x: x
-'''
+def without_activations(source: str) -> str:
+    tree = _WithoutActivations().visit(ast.parse(source))
+    return '"""Negative control: the reference solution with every activation removed."""\n' + \
+        ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
 def write_control(folder: Path, name: str, spec: Spec, solution: Path) -> Path:
@@ -137,7 +147,7 @@ def write_control(folder: Path, name: str, spec: Spec, solution: Path) -> Path:
         classes = expected_shapes(spec)[-1].out_shape[0]
         path.write_text(LINEAR.format(inputs=math.prod(spec.input_shape), classes=classes))
     else:
-        path.write_text(NO_ACTIVATION + "\n\n" + (solution / "model.py").read_text())
+        path.write_text(without_activations((solution / "model.py").read_text()))
     return path
 
 

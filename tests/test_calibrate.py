@@ -1,0 +1,90 @@
+"""Calibration: a bar between what the reference reaches and what the negative controls reach.
+
+Unit tests of the arithmetic on hand-written numbers; the controls graded as submissions;
+`grade calibrate` refusing a task the linear control solves too; and, on the real data CI
+has, every model assignment's bar checked from both sides.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import ASSIGNMENTS, SOLUTIONS, grade, tiny_assignment
+from grader.calibrate import Calibration, Run, calibrate, write_control
+from grader.runner import Options
+from grader.spec import load_spec
+
+MODEL_ASSIGNMENTS = ["cifar10_cnn", "lenet5_mnist", "cifar10_improved", "fashion_mnist_strided",
+                     "unet_cifar10"]
+
+
+def measured(reference: list[float], linear: float, bare: float) -> Calibration:
+    return Calibration(tuple(Run(s, a, 1.0) for s, a in enumerate(reference)), Run(0, linear, 1.0),
+                       Run(0, bare, 1.0), "full", "cpu")
+
+
+def test_a_wide_gap_gives_a_bar_below_the_reference_and_credit_above_the_control():
+    cal = measured([0.9771, 0.9799, 0.9774], linear=0.9251, bare=0.9263)
+    # worst seed 0.9771 less max(1 point, 2 x 0.0013 spread) = 0.9671 -> 0.96
+    assert cal.proposed_min == 0.96
+    # partial credit starts a point above the linear control: 0.9351 -> 0.94
+    assert cal.proposed_partial_from == 0.94
+    assert cal.fair and not cal.activation_free_passes()
+
+
+def test_a_narrow_gap_is_refused_with_its_numbers():
+    """The lab net on the 5,170-image CIFAR subset (seeds 0-2) against a linear classifier."""
+    cal = measured([0.4388, 0.4624, 0.3991], linear=0.333, bare=0.45)
+    # 0.3991 less 2 x 0.0261 = 0.3469 -> 0.34; the control gives partial credit from 0.35
+    assert (cal.proposed_min, cal.proposed_partial_from) == (0.34, 0.35)
+    assert not cal.fair
+
+
+def test_the_linear_control_is_a_linear_classifier_on_the_flattened_image(tmp_path):
+    spec = load_spec(ASSIGNMENTS / "cifar10_cnn" / "spec.yaml")
+    path = write_control(tmp_path, "linear", spec, SOLUTIONS / "cifar10_cnn")
+    assert "nn.Linear(3072, 10)" in path.read_text()            # 3*32*32 inputs, 10 classes
+
+
+def test_the_activation_free_control_is_the_reference_without_activations(tmp_path):
+    spec = load_spec(ASSIGNMENTS / "lenet5_mnist" / "spec.yaml")
+    path = write_control(tmp_path, "no_activation", spec, SOLUTIONS / "lenet5_mnist")
+    run = grade(path, "-a", "lenet5_mnist", "--only", "shapes,params", "--format", "json")
+    shapes = run.check("shapes")
+    assert shapes["feedback"].startswith("8 of 8 layers have the expected shape; 0 of 4 "
+                                         "activations are the spec's.")
+    assert run.check("params")["score"] == 3.0
+
+
+def test_calibrate_refuses_when_the_linear_control_reaches_the_reference(tmp_path):
+    """On the tiny band task a linear classifier is as good as the lab net: no fair bar."""
+    (tmp_path / "assignments").mkdir()
+    folder = tiny_assignment(tmp_path / "assignments", "bands", (0.5, 0.2), epochs=3)
+    shutil.copytree(SOLUTIONS / "cifar10_cnn", tmp_path / "solutions" / "bands")
+    run = grade("calibrate", folder, "--seeds", "0,1", "--device", "cpu")
+    assert run.code == 2, run.err
+    assert "linear control, seed 0:" in run.out
+    assert "error: no fair bar: the reference's worst seed reaches" in run.err
+    assert "more data" in run.err
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize("assignment", MODEL_ASSIGNMENTS)
+def test_every_bar_passes_the_reference_and_fails_the_linear_control(assignment, data_dir):
+    """On the data CI has: each seed of the reference clears the bar, the linear control
+    earns at most half the points, and the spec records both sides as measured here."""
+    spec = load_spec(ASSIGNMENTS / assignment / "spec.yaml")
+    cal = calibrate(SOLUTIONS / assignment, spec, [0, 1, 2], Options(device="cpu",
+                                                                      data_dir=data_dir))
+    check = next(c for c in spec.checks if c.kind == "accuracy")
+    bar = check.options["subset"] if cal.variant == "subset" else check.options
+    assert min(cal.accuracies) >= bar["min_accuracy"], cal
+    lo, hi = bar["partial_from"], bar["min_accuracy"]
+    linear_share = min(1.0, max(0.0, (cal.linear.accuracy - lo) / (hi - lo)))
+    assert linear_share <= 0.5, cal
+    recorded = bar["measured"]
+    assert recorded["reference"] == pytest.approx(cal.accuracies, abs=0.02)
+    assert recorded["linear"] == pytest.approx(cal.linear.accuracy, abs=0.02)
+    assert recorded["no_activation"] == pytest.approx(cal.no_activation.accuracy, abs=0.02)
