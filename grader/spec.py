@@ -314,11 +314,17 @@ def _check(path: Path, raw: Any, i: int, functions: tuple[FunctionSpec, ...] = (
                      points=float(r.positive("points", kind=float)), options=options)
 
 
+# Bars for data other than the full dataset, keyed by the variant that was found (grader/data.py).
+THRESHOLD_VARIANTS = ("subset", "embedded")
+
+
 def _accuracy_options(path: Path, r: _Reader) -> None:
-    r.unknown({"id", "kind", "points", "min_accuracy", "partial_from", "measured", "subset"})
+    r.unknown({"id", "kind", "points", "min_accuracy", "partial_from", "measured",
+               *THRESHOLD_VARIANTS})
     _threshold(path, r)
-    if "subset" in r.data:
-        _threshold(path, _Reader(path, r.data["subset"], r.key("subset")))
+    for variant in THRESHOLD_VARIANTS:
+        if variant in r.data:
+            _threshold(path, _Reader(path, r.data[variant], r.key(variant)))
 
 
 def _threshold(path: Path, r: _Reader) -> None:
