@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .progress import Sink
 from .runner import Options, grade
-from .spec import Spec
+from .spec import THRESHOLD_VARIANTS, Spec
 
 
 class CalibrationFailed(UsageError):
@@ -40,12 +41,14 @@ class Calibration:
         return max(0.0, math.floor((self.proposed_min * 0.8) * 100) / 100)
 
 
-def calibrate(solution: Path, spec: Spec, seeds: list[int], opts: Options) -> Calibration:
+def calibrate(solution: Path, spec: Spec, seeds: list[int], opts: Options,
+              on_epoch: Sink | None = None) -> Calibration:
     accuracies, seconds, variant, device = [], [], "", ""
     for seed in seeds:
         run_opts = Options(device=opts.device, seed=seed, data_dir=opts.data_dir,
                            only=frozenset({"accuracy"}), timeout_s=opts.timeout_s)
-        check = grade(solution, spec, run_opts).checks[0]
+        result = grade(solution, spec, run_opts, on_epoch=on_epoch)
+        check = next(c for c in result.checks if c.kind == "accuracy")
         if "accuracy" not in check.details or check.status == "error":
             raise CalibrationFailed(f"the reference solution did not train on seed {seed}: "
                                     f"{check.feedback}")
@@ -59,8 +62,8 @@ def report(spec: Spec, cal: Calibration, seeds: list[int]) -> str:
     lines = [f"{spec.name}: {len(seeds)} seeds on {cal.device} ({cal.variant} data)"]
     lines += [f"  seed {s}: accuracy {a:.4f}  ({t:.1f} s training)"
               for s, a, t in zip(seeds, cal.accuracies, cal.seconds)]
-    key = "    subset: {min_accuracy: %.2f, partial_from: %.2f}" if cal.variant == "subset" else \
-        "    min_accuracy: %.2f\n    partial_from: %.2f"
+    key = f"    {cal.variant}: {{min_accuracy: %.2f, partial_from: %.2f}}" \
+        if cal.variant in THRESHOLD_VARIANTS else "    min_accuracy: %.2f\n    partial_from: %.2f"
     lines += ["", "Proposed thresholds for spec.yaml (the accuracy check):",
               key % (cal.proposed_min, cal.proposed_partial_from),
               f"    # measured: {min(cal.accuracies):.4f}-{max(cal.accuracies):.4f} over seeds "
