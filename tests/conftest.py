@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
 SOLUTIONS = REPO / "solutions"
 HOSTILE = Path(__file__).parent / "hostile"
+SCHEMAS = Path(__file__).parent / "schemas"     # formats other tools read, to validate against
 SOLUTION = SOLUTIONS / "cifar10_cnn" / "model.py"     # the lab net: what attacks are added to
 BROKEN_CONV2 = ("self.conv2 = nn.Conv2d(6, 16, kernel_size=5)",
                 "self.conv2 = nn.Conv2d(6, 16, kernel_size=3)")
