@@ -323,7 +323,8 @@ def gradescope_build(assignment: str, out: Path, data_dir: Path | None) -> None:
 
 
 @gradescope_group.command("run", hidden=True)
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/autograder"))
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/autograder"))
 def gradescope_run(root: Path) -> None:
     """Grade ROOT/submission into ROOT/results/results.json (run_autograder calls this)."""
     from .gradescope import run
@@ -332,7 +333,8 @@ def gradescope_run(root: Path) -> None:
 
 
 @gradescope_group.command("prepare", hidden=True)
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/autograder"))
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/autograder"))
 def gradescope_prepare(root: Path) -> None:
     """Convert the autograder's dataset once (setup.sh calls this)."""
     from .gradescope import prepare

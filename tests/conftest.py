@@ -137,8 +137,13 @@ class Graded:
     seconds: float
 
     @property
+    def ran(self) -> list[dict]:
+        """The checks that ran (those left out by --only are listed as skipped)."""
+        return [c for c in self.report["checks"] if c["status"] != "skipped"]
+
+    @property
     def scores(self) -> dict[str, float]:
-        return {c["id"]: c["score"] for c in self.report["checks"]}
+        return {c["id"]: c["score"] for c in self.ran}
 
     @property
     def messages(self) -> str:

@@ -53,7 +53,8 @@ def test_follow_hands_each_epoch_to_the_sink_in_order(tmp_path):
 def test_what_is_not_an_epoch_is_passed_over(tmp_path):
     job = job_folder(tmp_path)
     lines = ['{"epoch": 1, "epochs": 2, "seconds": 1.5}', "not json", "[1, 2]",
-             '{"epoch": 3, "epochs": 2, "seconds": 1}', '{"epoch": true, "epochs": 2, "seconds": 1}',
+             '{"epoch": 3, "epochs": 2, "seconds": 1}',
+             '{"epoch": true, "epochs": 2, "seconds": 1}',
              '{"epoch": 2, "epochs": 2, "seconds": 2, "loss": "NaN"}',
              '{"epoch": 2, "epochs": 2, "seconds": 2.5}']
     (job / protocol.OUT_DIR / progress.FILE).write_text("\n".join(lines) + "\n" + '{"epoch": 9')

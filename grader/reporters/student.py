@@ -56,7 +56,8 @@ def render_html(result: GradeResult) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(c.id)}</td><td>{score_text(c)}</td>"
         f"<td style='color:{colors[c.status]}'>{status_mark(c.status)} {c.status}</td>"
-        f"<td style='text-align:left;white-space:pre-wrap'>{html.escape(plain(hint(c)))}</td></tr>" for c in result.checks)
+        f"<td style='text-align:left;white-space:pre-wrap'>{html.escape(plain(hint(c)))}</td>"
+        "</tr>" for c in result.checks)
     return (f"<p><b>{html.escape(result.assignment)}: {result.score:g} / {result.max_score:g} points"
             "</b> (public checks)</p><table><tr><th>Check</th><th>Score</th><th>Status</th>"
             f"<th>Hint</th></tr>{rows}</table>")
