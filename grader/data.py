@@ -170,16 +170,15 @@ def locate(dataset: str, data_dir: Path, spec_folder: Path) -> Found:
 def missing_message(dataset: str, data_dir: Path) -> str:
     """What to run to get `dataset`, each command on a line of its own."""
     cls, _ = TORCHVISION[dataset]
-    ways = [f"    grade download {dataset} --data-dir {data_dir}    # needs internet access"]
+    commands = [f"    grade download {dataset} --data-dir {data_dir}    # needs internet access"]
     if dataset in SYSTEM_COPIES:
-        ways.insert(0, "    sudo apt-get install dataset-fashion-mnist    # Debian and Ubuntu; "
-                       "found automatically")
-    if dataset == "cifar10":
-        ways.append(f"    or put a cifar10*.npz (x_train, y_train, x_test, y_test) into {data_dir}")
-    return (f"{cls} was not found: not in the data folder {data_dir} (nor in "
-            f"{RAW_FOLDER[dataset]}/ one level below). To get it, run one of:\n" + "\n".join(ways)
-            + "\nor point --data-dir (or GRADER_DATA) at a folder that holds "
-            f"{RAW_FOLDER[dataset]}/.")
+        commands.insert(0, "    sudo apt-get install dataset-fashion-mnist    # Debian, Ubuntu: "
+                           "found where it installs")
+    holds = f"{RAW_FOLDER[dataset]}/" + (" or a cifar10*.npz (x_train, y_train, x_test, y_test)"
+                                         if dataset == "cifar10" else "")
+    return (f"{cls} was not found in the data folder {data_dir} (nor one folder below it). "
+            f"To get it, run{' one of' if len(commands) > 1 else ''}:\n" + "\n".join(commands)
+            + f"\nor point --data-dir (or GRADER_DATA) at a folder that holds {holds}.")
 
 
 def load_dataset(dataset: str, data_dir: Path) -> tuple[dict[str, np.ndarray], list[str],
