@@ -29,6 +29,7 @@ EXTRA_STYLE = """
 .count b{font-size:20px;margin-right:6px}
 svg text{font-size:11px;fill:var(--muted)}
 td.who{font-size:13px;color:var(--muted)}
+.badge{white-space:nowrap}
 """
 
 
