@@ -2,8 +2,10 @@
 
 The unit of work is `grade_one(submission, spec_path, options, out_dir)`, a
 top-level function with picklable arguments, so the very same job runs in the
-local pool or as a Slurm array task (executors.py). It writes
-OUT/<student>/result.json and report.md atomically and, last of all, key.json:
+local pool or as a Slurm array task (executors.py). While it grades, it keeps
+OUT/.running/<student>.json up to date (since when, which epoch), which is how
+the batch's display knows who is running wherever the job runs. It writes
+OUT/<student>/result.json, report.md and report.html atomically and, last of all, key.json:
 the hash of the student's code and of the settings (spec, options, the grader's
 own code). A job whose key is already there does nothing, so a batch killed
 with kill -9 resumes where it stopped and a second run skips everyone whose
@@ -18,15 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
-RESULT, REPORT, KEY, ERROR = "result.json", "report.md", "key.json", "error.txt"
+RESULT, REPORT, REPORT_HTML, KEY, ERROR = ("result.json", "report.md", "report.html", "key.json",
+                                           "error.txt")
 SUBMISSION_SUFFIXES = (".py", ".ipynb")
 GRADEBOOK, SUMMARY = "gradebook.csv", "summary.html"
+RUNNING = ".running"           # OUT/.running/<student>.json: the jobs grading right now
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,18 @@ class Outcome:
     score: float | None = None
     max_score: float | None = None
     message: str = ""          # for "error": why the grader could not grade this submission
+    seconds: float = 0.0       # how long grading took (0 when skipped)
+    status: str = ""           # the result's status (results.Outcome), when graded
+
+
+@dataclass(frozen=True)
+class StudentRow:
+    """One student of the class as the gradebook and the summary page show them."""
+
+    student: str
+    result: dict | None        # result.json (schema 1), None when there is none
+    status: str                # results.Outcome, or "grader-error" / "not-run" without a result
+    reason: str                # why, when status is not "graded"
 
 
 # ---------------------------------------------------------------- what to grade
@@ -128,21 +145,61 @@ def grade_one(submission: Path, spec_path: Path, options, out_dir: Path) -> Outc
     key = job_key(submission, spec_path, options)
     if is_done(folder, key):
         return _outcome_from_disk(student, folder, "skipped")
+    start = time.monotonic()
     try:
-        result = _grade(submission, spec_path, options)
+        with Running(out_dir, student) as running:
+            result = _grade(submission, spec_path, options, running.epoch)
     except Exception:  # noqa: BLE001 - one submission's grader failure must not stop the batch
         trace = traceback.format_exc()
         _write_error(folder, trace)
-        return Outcome(student, "error", message=trace.strip().splitlines()[-1])
+        return Outcome(student, "error", message=trace.strip().splitlines()[-1],
+                       seconds=time.monotonic() - start)
     _write_result(folder, result, key)
-    return Outcome(student, "graded", result.score, result.max_score)
+    return Outcome(student, "graded", result.score, result.max_score,
+                   seconds=time.monotonic() - start, status=result.status)
 
 
-def _grade(submission: Path, spec_path: Path, options):
+def _grade(submission: Path, spec_path: Path, options, on_epoch=None):
     from .runner import grade
     from .spec import load_spec
 
-    return grade(submission, load_spec(spec_path), options)
+    return grade(submission, load_spec(spec_path), options, on_epoch=on_epoch)
+
+
+class Running:
+    """OUT/.running/<student>.json while the student is graded: since when, and how far
+    training got. Written whole by a rename; removed when grading ends, however it ends."""
+
+    def __init__(self, out_dir: Path, student: str):
+        self.path = out_dir / RUNNING / f"{student}.json"
+        self.record = {"student": student, "started": time.time(), "epoch": None,
+                       "epochs": None}
+
+    def __enter__(self) -> "Running":
+        _write_atomic(self.path, json.dumps(self.record))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def epoch(self, epoch) -> None:
+        """A progress sink (grader/progress.py): the epoch training has reached."""
+        self.record.update(epoch=epoch.epoch, epochs=epoch.epochs)
+        _write_atomic(self.path, json.dumps(self.record))
+
+
+def running_now(out_dir: Path) -> list[dict]:
+    """The students being graded right now, oldest first (files a job may be replacing
+    or removing while this reads them are simply passed over)."""
+    found = []
+    for path in (out_dir / RUNNING).glob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("started"), (int, float)):
+            found.append(record)
+    return sorted(found, key=lambda r: r["started"])
 
 
 def _write_result(folder: Path, result, key: dict[str, str]) -> None:
@@ -151,12 +208,13 @@ def _write_result(folder: Path, result, key: dict[str, str]) -> None:
     (folder / ERROR).unlink(missing_ok=True)
     _write_atomic(folder / RESULT, render(result, "json"))
     _write_atomic(folder / REPORT, render(result, "markdown"))
+    _write_atomic(folder / REPORT_HTML, render(result, "html"))
     _write_atomic(folder / KEY, json.dumps(key))
 
 
 def _write_error(folder: Path, trace: str) -> None:
     """error.txt in place of the result: an older result (of older code) must not look current."""
-    for name in (KEY, RESULT, REPORT):
+    for name in (KEY, RESULT, REPORT, REPORT_HTML):
         (folder / name).unlink(missing_ok=True)
     _write_atomic(folder / ERROR, trace)
 
@@ -171,7 +229,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _outcome_from_disk(student: str, folder: Path, state: str) -> Outcome:
     result = load_result(folder)
-    return Outcome(student, state, result["score"], result["max_score"])
+    return Outcome(student, state, result["score"], result["max_score"],
+                   status=result.get("status", "graded"))
 
 
 def warm_up(spec_path: Path, options) -> None:
@@ -217,6 +276,7 @@ def run_batch(submissions: list[Path], spec_path: Path, options, out_dir: Path, 
               on_outcome=lambda outcome: None) -> BatchSummary:
     """Grade the submissions (see `discover`), then write the gradebook and the summary page."""
     jobs, outcomes = pending_jobs(submissions, spec_path, options, out_dir)
+    shutil.rmtree(out_dir / RUNNING, ignore_errors=True)   # left by a batch that was killed
     for outcome in outcomes:
         on_outcome(outcome)
     if jobs:
@@ -230,9 +290,9 @@ def write_reports(submissions: list[Path], out_dir: Path) -> tuple[Path, Path]:
     """gradebook.csv and summary.html over every student of the folder, from the result files."""
     from .reporters import gradebook, summary
 
-    rows = [(student_name(s), load_result(out_dir / student_name(s))) for s in submissions]
+    rows = [student_row(student_name(s), out_dir / student_name(s)) for s in submissions]
     _write_atomic(out_dir / GRADEBOOK, gradebook.render(rows))
-    _write_atomic(out_dir / SUMMARY, summary.render(rows, errors=_errors(rows, out_dir)))
+    _write_atomic(out_dir / SUMMARY, summary.render(rows))
     return out_dir / GRADEBOOK, out_dir / SUMMARY
 
 
@@ -243,42 +303,14 @@ def load_result(folder: Path) -> dict | None:
         return None
 
 
-def _errors(rows: Iterable[tuple[str, dict | None]], out_dir: Path) -> dict[str, str]:
-    """Last line of error.txt for each student without a result."""
-    out = {}
-    for student, result in rows:
-        if result is None:
-            path = out_dir / student / ERROR
-            text = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
-            out[student] = text.splitlines()[-1] if text else "not graded yet"
-    return out
-
-
-class ProgressBar:
-    """A progress bar with ETA on stderr; one line per submission that could not be graded."""
-
-    def __init__(self, total: int):
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self.console = Console(stderr=True)
-        self.progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[last]}"), console=self.console)
-        self.task = self.progress.add_task("grading", total=total, last="")
-
-    def __enter__(self) -> "ProgressBar":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def __call__(self, outcome: Outcome) -> None:
-        if outcome.state == "error":
-            self.progress.console.print(f"[red]could not grade {outcome.student}:[/] "
-                                        f"{outcome.message}", markup=True, highlight=False)
-        score = "" if outcome.score is None else f" {outcome.score:g}/{outcome.max_score:g}"
-        self.progress.update(self.task, advance=1, last=f"{outcome.student}{score}")
-
+def student_row(student: str, folder: Path) -> StudentRow:
+    """A student's row from their folder: the result's status, or why there is no result
+    (the grader failed: the last line of error.txt; or the student was not graded yet)."""
+    result = load_result(folder)
+    if result is not None:
+        return StudentRow(student, result, result.get("status", "graded"), result.get("reason", ""))
+    error = folder / ERROR
+    text = error.read_text(encoding="utf-8").strip() if error.is_file() else ""
+    if text:
+        return StudentRow(student, None, "grader-error", text.splitlines()[-1])
+    return StudentRow(student, None, "not-run", "not graded yet (the batch did not reach it)")

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .progress import Sink
 from .runner import Options, grade
-from .spec import Spec, expected_shapes
+from .spec import THRESHOLD_VARIANTS, Spec, expected_shapes
 
 MIN_GAP = 0.02             # between the linear control and the bar, at least two points
 
@@ -69,25 +70,31 @@ class Calibration:
         return self.no_activation.accuracy >= self.proposed_min
 
 
-def calibrate(solution: Path, spec: Spec, seeds: list[int], opts: Options) -> Calibration:
+def calibrate(solution: Path, spec: Spec, seeds: list[int], opts: Options,
+              on_epoch: Sink | None = None) -> Calibration:
     """Train the reference on every seed and each control on the first; raises
     CalibrationFailed when the reference does not train."""
-    runs = [_train(solution, spec, seed, opts, "the reference solution") for seed in seeds]
+    def train(path: Path, seed: int, what: str) -> tuple[Run, dict]:
+        return _train(path, spec, seed, opts, what, on_epoch)
+
+    runs = [train(solution, seed, "the reference solution") for seed in seeds]
     with tempfile.TemporaryDirectory(prefix="grade-controls-") as tmp:
-        linear, _ = _train(write_control(Path(tmp), "linear", spec, solution), spec, seeds[0],
-                           opts, "the linear control")
-        bare, _ = _train(write_control(Path(tmp), "no_activation", spec, solution), spec,
-                         seeds[0], opts, "the activation-free control")
+        linear, _ = train(write_control(Path(tmp), "linear", spec, solution), seeds[0],
+                          "the linear control")
+        bare, _ = train(write_control(Path(tmp), "no_activation", spec, solution), seeds[0],
+                        "the activation-free control")
     details = runs[0][1]
     return Calibration(tuple(run for run, _ in runs), linear, bare,
                        details["dataset"]["variant"], details.get("device", ""))
 
 
-def _train(path: Path, spec: Spec, seed: int, opts: Options, what: str) -> tuple[Run, dict]:
+def _train(path: Path, spec: Spec, seed: int, opts: Options, what: str,
+           on_epoch: Sink | None) -> tuple[Run, dict]:
     """One accuracy run: what it reached, and the check's details (data, device)."""
     run_opts = Options(device=opts.device, seed=seed, data_dir=opts.data_dir,
                        only=frozenset({"accuracy"}), timeout_s=opts.timeout_s)
-    check = grade(path, spec, run_opts).checks[0]
+    result = grade(path, spec, run_opts, on_epoch=on_epoch)
+    check = next(c for c in result.checks if c.kind == "accuracy")
     if "accuracy" not in check.details or check.status == "error":
         raise CalibrationFailed(f"{what} did not train on seed {seed}: {check.feedback}")
     details = check.details
@@ -165,7 +172,7 @@ def report(spec: Spec, cal: Calibration) -> str:
     if cal.activation_free_passes():
         lines.append("  note: the activation-free reference reaches the bar: its max pooling is "
                      "itself nonlinear, so only the shapes check's activation verdicts catch it")
-    indent = "      " if cal.variant == "subset" else "    "
+    indent = "      " if cal.variant in THRESHOLD_VARIANTS else "    "
     block = [f"min_accuracy: {cal.proposed_min:.2f}",
              f"partial_from: {cal.proposed_partial_from:.2f}",
              "measured:", f"  reference: [{', '.join(f'{a:.4f}' for a in cal.accuracies)}]",
@@ -173,7 +180,7 @@ def report(spec: Spec, cal: Calibration) -> str:
              f"  no_activation: {cal.no_activation.accuracy:.4f}",
              f"  on: \"{cal.device}, seeds {cal.reference[0].seed}-{cal.reference[-1].seed}\""]
     head = ["", "Proposed for spec.yaml, in the accuracy check" +
-            (" under `subset:`" if cal.variant == "subset" else "") + ":"]
+            (f" under `{cal.variant}:`" if cal.variant in THRESHOLD_VARIANTS else "") + ":"]
     return "\n".join(lines + head + [indent + b for b in block])
 
 

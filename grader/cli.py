@@ -5,6 +5,7 @@ error, 3 internal grader error.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -29,10 +30,17 @@ class _DefaultToGrade(click.Group):
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_DefaultToGrade)
+@click.group(cls=_DefaultToGrade, context_settings={"max_content_width": 100})
 @click.version_option(package_name="cnn-grader")
 def main() -> None:
-    """Grade CNN assignments: `grade PATH` grades a .py file, a notebook or a folder."""
+    """Grade CNN assignments.
+
+    \b
+      grade PATH                       grade a .py file, a notebook or a folder
+      grade check                      a student's quick check, in the assignment folder
+      grade batch SUBS -a NAME --out OUT   a whole class
+    Run `grade COMMAND --help` for a command's options.
+    """
 
 
 def course_roots() -> list[Path]:
@@ -113,7 +121,7 @@ def grading_options(command):
     return command
 
 
-@main.command("submission")
+@main.command("submission", short_help="Grade one submission (`grade PATH` means this).")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--assignment", "-a", help="Assignment name or folder (default: spec.yaml beside PATH).")
 @click.option("--format", "fmt",
@@ -130,8 +138,9 @@ def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, t
 
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
                    timeout_s=timeout, limits=limits, sandbox=sandbox)
-    result = _guard(lambda: grade(path, load_spec(find_spec(path, assignment, course_roots())),
-                                  opts))
+    spec = _guard(lambda: load_spec(find_spec(path, assignment, course_roots())))
+    with training_display(spec.name, _trains(spec, opts.only)) as on_epoch:
+        result = _guard(lambda: grade(path, spec, opts, on_epoch=on_epoch))
     fmt = fmt or (reporters.SUFFIXES.get(out.suffix, "text") if out else "text")
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and out is None
     report = reporters.render(result, fmt, color=color)
@@ -144,12 +153,31 @@ def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, t
     sys.exit(0 if result.full_marks else 1)
 
 
-@main.group("course")
+def _trains(spec, only: frozenset[str] | None) -> bool:
+    from .runner import selected_checks
+
+    return any(c.kind == "accuracy" for c in selected_checks(spec, only))
+
+
+@contextlib.contextmanager
+def training_display(label: str, trains: bool = True):
+    """Where training's progress goes: a live bar on a terminal, else a line per epoch on
+    stderr (stdout stays the report's alone); nowhere when nothing trains."""
+    from .progress import for_terminal
+
+    if not trains:
+        yield None
+        return
+    with for_terminal(label, sys.stderr) as sink:
+        yield sink
+
+
+@main.group("course", short_help="Instructor tools for the course pack.")
 def course_group() -> None:
     """Instructor tools for the course pack (assignments/ and solutions/)."""
 
 
-@course_group.command("build")
+@course_group.command("build", short_help="Regenerate skeletons and notebooks from solutions/.")
 @click.argument("names", nargs=-1)
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Course folder holding assignments/ and solutions/.")
@@ -162,7 +190,7 @@ def course_build(names: tuple[str, ...], root: Path) -> None:
             click.echo(f"wrote {path}")
 
 
-@main.command("batch")
+@main.command("batch", short_help="Grade a class folder: gradebook.csv and summary.html.")
 @click.argument("submissions", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--assignment", "-a", required=True, help="Assignment name or folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -182,7 +210,8 @@ def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, d
     interrupted batch resumes. Exit code 0 when every submission was graded, 3
     when the grader failed on some (their OUT/<student>/error.txt says why).
     """
-    from .batch import ProgressBar, discover, run_batch
+    from .batch import discover, run_batch
+    from .batchview import BatchView
     from .executors import make_executor
     from .runner import Options
     from .spec import find_spec, load_spec
@@ -192,17 +221,19 @@ def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, d
     entries = _guard(lambda: discover(submissions))
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
                    timeout_s=timeout, limits=limits, sandbox=sandbox)
-    runner = _guard(lambda: make_executor(executor, jobs, gpus, out.resolve(),
-                                          timeout or spec.timeout_s, device != "cpu", partition))
-    with ProgressBar(len(entries)) as bar:
-        summary = _guard(lambda: run_batch(entries, spec_path, opts, out.resolve(), runner, bar))
+    slots = jobs or os.cpu_count() or 1
+    limit = timeout or spec.timeout_s
+    runner = _guard(lambda: make_executor(executor, slots, gpus, out.resolve(), limit,
+                                          device != "cpu", partition))
+    with BatchView(len(entries), slots, out.resolve(), limit) as view:
+        summary = _guard(lambda: run_batch(entries, spec_path, opts, out.resolve(), runner, view))
     click.echo(f"{summary.count('graded')} graded, {summary.count('skipped')} unchanged since "
                f"the last run, {summary.count('error')} could not be graded")
     click.echo(f"gradebook: {summary.gradebook}\nsummary:   {summary.summary}")
     sys.exit(3 if summary.count("error") else 0)
 
 
-@main.command("check")
+@main.command("check", short_help="A student's quick check before handing in.")
 @click.argument("path", type=click.Path(exists=True, path_type=Path), default=Path("."))
 @click.option("--assignment", "-a", help="Assignment name (default: found from the folder).")
 @click.option("--full", is_flag=True, help="Train fully and grade accuracy (slow) instead of a smoke run.")
@@ -217,14 +248,15 @@ def check_cmd(path: Path, assignment: str | None, full: bool, only: str | None,
     from .spec import find_spec, load_spec
 
     opts = Options(data_dir=data_dir, only=parse_only(only))
-    result = _guard(lambda: self_check(path, load_spec(find_spec(path, assignment, course_roots())),
-                                       opts, full))
+    spec = _guard(lambda: load_spec(find_spec(path, assignment, course_roots())))
+    with training_display(spec.name, "accuracy" in spec.check_kinds()) as on_epoch:
+        result = _guard(lambda: self_check(path, spec, opts, full, on_epoch=on_epoch))
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     click.echo(reporters.render(result, "student", color=color), nl=False)
     sys.exit(0 if result.full_marks and all(c.status != "failed" for c in result.checks) else 1)
 
 
-@main.command("calibrate")
+@main.command("calibrate", short_help="Train the reference over seeds; propose accuracy bars.")
 @click.argument("assignment")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -243,18 +275,20 @@ def calibrate_cmd(assignment: str, seeds: str, device: str, data_dir: Path | Non
     if not solution.is_dir():
         _fail(f"no reference solution at {solution}")
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    cal = _guard(lambda: calibrate(solution, spec, seed_list, Options(device=device, data_dir=data_dir)))
+    with training_display(spec.name) as on_epoch:
+        cal = _guard(lambda: calibrate(solution, spec, seed_list,
+                                       Options(device=device, data_dir=data_dir), on_epoch))
     click.echo(report(spec, cal))
     if not cal.fair:
         _fail(refusal(cal))
 
 
-@main.group("nbgrader")
+@main.group("nbgrader", short_help="Make an nbgrader course from the course pack.")
 def nbgrader_group() -> None:
     """nbgrader integration."""
 
 
-@nbgrader_group.command("init")
+@nbgrader_group.command("init", short_help="Write an nbgrader course into COURSE_DIR.")
 @click.argument("course_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--assignment", "-a", "names", multiple=True, help="Only these (default: all).")
 @click.option("--cell-timeout", default=1800, show_default=True, help="Seconds per notebook cell.")
@@ -267,7 +301,53 @@ def nbgrader_init(course_dir: Path, names: tuple[str, ...], cell_timeout: int) -
                f"next: cd {course_dir} && nbgrader generate_assignment {done[0]}")
 
 
-@main.command("download")
+@main.group("gradescope", short_help="Package an assignment as a Gradescope autograder.")
+def gradescope_group() -> None:
+    """Gradescope: build the autograder zip; `run` and `prepare` are what it calls inside."""
+
+
+@gradescope_group.command("build")
+@click.argument("assignment")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The zip to write, e.g. autograder.zip.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Put the dataset found here into the zip (default: setup.sh downloads it).")
+def gradescope_build(assignment: str, out: Path, data_dir: Path | None) -> None:
+    """Write the autograder zip for ASSIGNMENT (a name or a folder with spec.yaml).
+
+    Upload it as the assignment's autograder on Gradescope; each submission is then graded
+    as `grade` grades it, and students see the per-check feedback.
+    """
+    from .gradescope import build
+    from .spec import find_spec, load_spec
+
+    spec = _guard(lambda: load_spec(find_spec(Path("."), assignment, course_roots())))
+    names = _guard(lambda: build(spec, out, PACK_ROOT, data_dir))
+    click.echo(f"wrote {out} ({len(names)} files) for {spec.name}: upload it on Gradescope as "
+               "the assignment's autograder (Configure Autograder, zip file upload)")
+
+
+@gradescope_group.command("run", hidden=True)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/autograder"))
+def gradescope_run(root: Path) -> None:
+    """Grade ROOT/submission into ROOT/results/results.json (run_autograder calls this)."""
+    from .gradescope import run
+
+    click.echo(f"wrote {run(root)}")
+
+
+@gradescope_group.command("prepare", hidden=True)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/autograder"))
+def gradescope_prepare(root: Path) -> None:
+    """Convert the autograder's dataset once (setup.sh calls this)."""
+    from .gradescope import prepare
+
+    _guard(lambda: prepare(root))
+
+
+@main.command("download", short_help="Download a dataset (needs internet access).")
 @click.argument("dataset", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
 def download_cmd(dataset: str, data_dir: Path | None) -> None:
@@ -278,7 +358,7 @@ def download_cmd(dataset: str, data_dir: Path | None) -> None:
     click.echo(f"{dataset} is in {target}")
 
 
-@main.command("make-private-test")
+@main.command("make-private-test", short_help="Write a private variant of a public test set.")
 @click.argument("dataset", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The .npz to write; keep it out of what students get.")

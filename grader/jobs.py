@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checks, protocol, records
+from . import checks, progress, protocol, records
 from .measurements import Measurements, explain_error
 from .process import Gate, run_worker
 from .stages import HIDDEN, MODEL_STAGES, REPLAY, SUBMISSION, for_worker
@@ -31,8 +31,9 @@ PROBE_TIMEOUT_S = 120.0
 
 
 def measure(source: Source, spec: Spec, stages: list[str], opts: Options,
-            data: PreparedData | None) -> Measurements:
-    """Run the workers for `stages` and collect what they measured, whatever happened to them."""
+            data: PreparedData | None, on_epoch: progress.Sink | None = None) -> Measurements:
+    """Run the workers for `stages` and collect what they measured, whatever happened to them;
+    `on_epoch` hears of each training epoch as it ends (grader/progress.py)."""
     m = Measurements(source=source)
     if source.problem:
         m.failure = source.problem
@@ -41,8 +42,9 @@ def measure(source: Source, spec: Spec, stages: list[str], opts: Options,
         return m
     job = Path(tempfile.mkdtemp(prefix="grade-job-"))
     timeout = opts.timeout_s or (spec.timeout_s if "train" in stages else PROBE_TIMEOUT_S)
+    trainers = [job / "replay", job] if "train" in stages else []
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with progress.follow(trainers, on_epoch), ThreadPoolExecutor(max_workers=2) as pool:
             hidden = _Hidden(job, source, spec, opts) if "hidden" in stages and \
                 checks.functions.has_hidden_cases(spec) else None
             hidden_done = pool.submit(hidden.run, timeout, opts) if hidden else None

@@ -6,21 +6,47 @@ executed cells are filtered to their definitions, a worker process measures
 them and the parent scores them. So a notebook, nbgrader and the CLI give one
 score for one piece of code.
 
-For nbgrader, the check prints its feedback to stdout (nbgrader scores any
-stderr output as zero) and returns the points earned, which nbgrader reads as
-partial credit.
+For nbgrader, the check prints its feedback, and training's progress, to
+stdout (nbgrader scores any stderr output as zero) and returns the points
+earned, which nbgrader reads as partial credit. What stops a check from running
+at all (no dataset, no spec) is raised as `CannotGrade`, which a notebook shows
+as its message alone, not as a traceback through the grader.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import sys
 import warnings
 from pathlib import Path
+from typing import Iterator
 
+from .errors import UsageError
+from .progress import Lines
 from .runner import Options, grade
 from .spec import Spec, find_spec, load_spec
 from .submission import Source, from_cells, from_notebook
+
+
+class CannotGrade(Exception):
+    """The check cannot run here; IPython shows `_render_traceback_`'s lines in place of
+    the traceback, so the cell says what to do in a few lines."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"CannotGrade: {self}"]
+
+
+@contextlib.contextmanager
+def _grading() -> Iterator[None]:
+    """Grader warnings and stderr kept out of the cell (nbgrader scores stderr as zero);
+    a usage problem (no data, no spec) raised short."""
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    except UsageError as exc:
+        raise CannotGrade(str(exc)) from None
 
 
 def _kernel_cells() -> list[str] | None:
@@ -47,7 +73,8 @@ def _source(spec: Spec) -> Source:
 def _spec(assignment: str | None) -> Spec:
     from .cli import course_roots
 
-    return load_spec(find_spec(Path.cwd(), assignment, course_roots()))
+    with _grading():
+        return load_spec(find_spec(Path.cwd(), assignment, course_roots()))
 
 
 def check(name: str, model: type | None = None, assignment: str | None = None,
@@ -61,10 +88,10 @@ def check(name: str, model: type | None = None, assignment: str | None = None,
     del model  # measured from the executed cells, never from the live object
     spec = _spec(assignment)
     opts = Options(only=frozenset({name}), seed=seed, device=os.environ.get("GRADER_DEVICE", "auto"))
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        result = grade(Path.cwd(), spec, opts, source=_source(spec))
-    for c in result.checks:
+    with _grading():
+        result = grade(Path.cwd(), spec, opts, source=_source(spec),
+                       on_epoch=Lines(spec.name, sys.stdout))
+    for c in (c for c in result.checks if c.status != "skipped"):
         print(f"{c.id}: {c.score:g} / {c.max_score:g}  ({c.status})")
         print(c.feedback)
     return float(result.score)
@@ -83,8 +110,7 @@ def self_check(kinds: str | None = None, assignment: str | None = None):
 
     spec = _spec(assignment)
     only = frozenset(k.strip() for k in kinds.split(",")) if kinds else None
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with _grading():
         result = run_self_check(Path.cwd(), spec, Options(only=only), full=False,
-                                source=_source(spec))
+                                source=_source(spec), on_epoch=Lines(spec.name, sys.stdout))
     return HTML(render_html(result))

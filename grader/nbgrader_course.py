@@ -27,9 +27,10 @@ Assignments: {names}
 
 Each notebook ends in locked test cells worth the spec's points. A test cell calls
 `grader.nb.check(...)`, which grades the code the notebook defined in a separate process, prints
-feedback to stdout and returns the points earned (nbgrader's partial credit). The specs used are in
-{specs}/; datasets come from $GRADER_DATA (set it before `nbgrader autograde`).
-The scores equal what `grade <notebook>` reports for the same code.
+feedback and each training epoch to stdout (nbgrader scores stderr as zero) and returns the
+points earned (nbgrader's partial credit). The specs used are in {specs}/; datasets come from
+$GRADER_DATA (set it before `nbgrader autograde`; MNIST falls back to the sample shipped with
+the grader). The scores equal what `grade <notebook>` reports for the same code.
 """
 
 

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["passed", "failed", "error", "skipped"]
+# How grading a submission went as a whole, for a gradebook's `status` column. A batch adds
+# "grader-error" (the grader failed; error.txt) and "not-run" (no result yet) for students
+# without a result (grader/batch.py).
+Outcome = Literal["graded", "error", "unfinished", "timeout", "killed"]
 SCHEMA = 1
 FLAGS = {"self-reported": "measured inside the submission's own process (the spec allows it)",
          "test-labels": "predictions look looked up, not computed (see the accuracy feedback)"}
@@ -46,6 +50,8 @@ class GradeResult:
     skipped_cells: list[dict[str, Any]] = field(default_factory=list)
     worker_output: str = ""                              # tail of what the submission printed
     self_reported: list[str] = field(default_factory=list)  # stages measured in its own process
+    status: Outcome = "graded"
+    reason: str = ""                                     # why, when status is not "graded"
 
     @property
     def flags(self) -> list[str]:
@@ -73,7 +79,14 @@ class GradeResult:
                 "checks": [c.to_json() for c in self.checks],
                 "duration_s": round(self.duration_s, 3), "device": self.device,
                 "versions": self.versions, "notes": self.notes,
-                "skipped_cells": self.skipped_cells, "flags": self.flags}
+                "skipped_cells": self.skipped_cells, "flags": self.flags,
+                "status": self.status, "reason": self.reason}
+
+
+def skipped(id: str, kind: str, points: float, why: str) -> CheckResult:
+    """A check that was not run: listed, worth nothing either way (score and max_score 0);
+    `details.points` keeps what it is worth when it runs."""
+    return CheckResult(id, kind, 0.0, 0.0, "skipped", why, {"points": points})
 
 
 def score_fraction(points: float, fraction: float) -> float:

@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, checks, sandbox
+from . import __version__, checks, progress, sandbox
 from .data import PreparedData, default_data_dir, prepare
 from .jobs import measure
 from .limits import Limits
 from .measurements import Measurements
-from .results import CheckResult, GradeResult
+from .results import CheckResult, GradeResult, Outcome, skipped
 from .spec import CheckSpec, Spec
 from .stages import needed
 from .submission import Source, locate
@@ -39,17 +39,21 @@ def selected_checks(spec: Spec, only: frozenset[str] | None) -> list[CheckSpec]:
     return [c for c in spec.checks if only is None or c.kind in only or c.id in only]
 
 
-def grade(path: Path, spec: Spec, opts: Options, source: Source | None = None) -> GradeResult:
-    """Grade the code at `path` (or an already extracted `source`, as notebooks hand in)."""
+def grade(path: Path, spec: Spec, opts: Options, source: Source | None = None,
+          on_epoch: progress.Sink | None = None) -> GradeResult:
+    """Grade the code at `path` (or an already extracted `source`, as notebooks hand in);
+    `on_epoch` hears of training's progress, epoch by epoch."""
     start = time.perf_counter()
     chosen = selected_checks(spec, opts.only)
     source = source or locate(path, spec.name)
     data = prepare_data(spec, opts) if any(c.kind == "accuracy" for c in chosen) else None
     stages = needed({c.kind for c in chosen})
-    m = measure(source, spec, stages, opts, data)
-    results = [score_check(c, spec, m, data) for c in chosen]
+    m = measure(source, spec, stages, opts, data, on_epoch)
+    results = [score_check(c, spec, m, data) if c in chosen else
+               skipped(c.id, c.kind, c.points, left_out(opts.only)) for c in spec.checks]
     train = m.record("train")
     load = m.record("load")
+    status, reason = outcome(m)
     return GradeResult(
         assignment=spec.name, submission=str(path), checks=results,
         duration_s=time.perf_counter() - start, device=train.device if train else "cpu",
@@ -59,7 +63,33 @@ def grade(path: Path, spec: Spec, opts: Options, source: Source | None = None) -
         worker_output=m.output_tail,
         skipped_cells=[{"cell": s.cell, "line": s.line, "reason": s.reason}
                        for s in source.skipped],
-        self_reported=sorted(m.self_reported))
+        self_reported=sorted(m.self_reported), status=status, reason=reason)
+
+
+def left_out(only: frozenset[str] | None) -> str:
+    return (f"Not run: left out by --only {','.join(sorted(only or ()))}; it counts in neither "
+            "the score nor the maximum.")
+
+
+# The openings of the reasons grader/process.py and grader/limits.py give for stopping a worker.
+TIMEOUT_REASON = "timed out after"
+KILLED_REASONS = ("killed:", "the submission's process was killed by")
+
+
+def outcome(m: Measurements) -> tuple[Outcome, str]:
+    """How grading went as a whole, and why, for a gradebook: a syntax error, a hang and an
+    untouched skeleton all score 0, but need different replies."""
+    if m.failure and m.failure.startswith(TIMEOUT_REASON):
+        return "timeout", m.failure
+    if m.failure and m.failure.startswith(KILLED_REASONS):
+        return "killed", m.failure
+    failed = next((s for s, r in m.stages.items() if not r.ok and r.error is not None), None)
+    if failed is not None:
+        kind = "unfinished" if m.stages[failed].error.type == "NotImplementedError" else "error"
+        return kind, m.blocker(failed)
+    if m.failure:
+        return "error", m.failure
+    return "graded", ""
 
 
 def prepare_data(spec: Spec, opts: Options) -> PreparedData:

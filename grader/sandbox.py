@@ -5,7 +5,8 @@ of the machine: everything the worker's process can read, a submission can
 print into its own report, so only what grading needs is mounted. That is the
 system libraries, the Python installation and the packages the worker
 imports, the grader package alone (not the repository around it, which holds
-solutions/ and assignments/), the request, a read-only copy of the
+solutions/ and assignments/, nor the data shipped in it, which holds test
+labels), the request, a read-only copy of the
 submission, the prepared training images and labels and test *images*, and
 the job's out/ folder (the one writable place on disk). /tmp, /dev/shm and
 the job folder are private tmpfs mounts with a size cap, the root and /dev are
@@ -130,6 +131,10 @@ def system_args(limits: Limits, device: str) -> list[str]:
              for a in ("--ro-bind", f"/etc/{name}", f"/etc/{name}")]
     for path in outermost(python_paths() + [str(package_root() / "grader")], SYSTEM_PATHS):
         args += ["--ro-bind", path, path]
+    # The data shipped with the grader holds test labels: an empty folder stands in for it.
+    bundled = package_root() / "grader" / "bundled"
+    if bundled.is_dir():
+        args += ["--tmpfs", str(bundled)]
     return args
 
 

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from .errors import DataUnavailable
+from .progress import Sink
 from .results import CheckResult, GradeResult
 from .runner import Options, grade
 from .spec import Spec
@@ -32,22 +33,29 @@ LEARNS_AT = 3.0            # training accuracy at least this many times chance
 
 
 def self_check(path: Path, spec: Spec, opts: Options, full: bool = False,
-               source: Source | None = None) -> GradeResult:
+               source: Source | None = None, on_epoch: Sink | None = None) -> GradeResult:
     kinds = QUICK_KINDS | ({"accuracy"} if full else set())
     wanted = kinds if opts.only is None else kinds & opts.only
-    result = grade(path, spec, dataclasses.replace(opts, only=frozenset(wanted)), source)
+    result = grade(path, spec, dataclasses.replace(opts, only=frozenset(wanted)), source,
+                   on_epoch)
     if not full and "accuracy" in spec.check_kinds() and (opts.only is None or "accuracy" in opts.only):
-        result.checks.append(smoke_run(path, spec, opts, source))
+        for check in result.checks:
+            if check.kind == "accuracy":
+                check.feedback = (f"Not graded by the quick check: `grade check --full` trains "
+                                  f"fully and grades it ({check.details['points']:g} points).")
+        result.checks.append(smoke_run(path, spec, opts, source, on_epoch))
     return result
 
 
-def smoke_run(path: Path, spec: Spec, opts: Options, source: Source | None = None) -> CheckResult:
+def smoke_run(path: Path, spec: Spec, opts: Options, source: Source | None = None,
+              on_epoch: Sink | None = None) -> CheckResult:
     """Train on 64 fixed training images: the model learns if it fits them well above chance."""
     training = dataclasses.replace(spec.training, **SMOKE)
     smoke_spec = dataclasses.replace(spec, training=training)
     smoke_opts = dataclasses.replace(opts, only=frozenset({"accuracy"}), device="cpu")
     try:
-        check = grade(path, smoke_spec, smoke_opts, source).checks[0]
+        result = grade(path, smoke_spec, smoke_opts, source, on_epoch)
+        check = next(c for c in result.checks if c.kind == "accuracy")
     except DataUnavailable as exc:
         return _smoke_result("skipped", f"No data for the smoke run: {exc}")
     curve = check.details.get("curve") or []

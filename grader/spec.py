@@ -342,13 +342,19 @@ def _check(path: Path, raw: Any, i: int, functions: tuple[FunctionSpec, ...] = (
                      points=float(r.positive("points", kind=float)), options=options)
 
 
+# Bars for data other than the full dataset, keyed by the variant that was found (grader/data.py).
+THRESHOLD_VARIANTS = ("subset", "embedded")
+
+
 def _accuracy_options(path: Path, r: _Reader) -> None:
-    r.unknown({"id", "kind", "points", "min_accuracy", "partial_from", "measured", "subset"})
+    r.unknown({"id", "kind", "points", "min_accuracy", "partial_from", "measured",
+               *THRESHOLD_VARIANTS})
     _threshold(path, r)
-    if "subset" in r.data:
-        subset = _Reader(path, r.data["subset"], r.key("subset"))
-        subset.unknown({"min_accuracy", "partial_from", "measured"})
-        _threshold(path, subset)
+    for variant in THRESHOLD_VARIANTS:
+        if variant in r.data:
+            bar = _Reader(path, r.data[variant], r.key(variant))
+            bar.unknown({"min_accuracy", "partial_from", "measured"})
+            _threshold(path, bar)
 
 
 def _measured(path: Path, r: _Reader) -> None:

@@ -3,6 +3,8 @@
 A notebook is a script with side effects: training loops, downloads, `!pip`,
 `%matplotlib`. The grader takes only imports, function and class definitions,
 and constant assignments, and tells the student which cells it left out.
+Calls of the grader itself (the test cells, `check()`) are left out silently:
+they are not the student's code, and listing them would bury what is.
 Parsing happens here in the parent (it runs nothing); the worker imports the
 resulting file.
 """
@@ -122,15 +124,18 @@ def from_cells(origin: Path, cells: list[str]) -> Source:
     source = Source(origin=origin, code_dir=origin.parent, entry_name=f"{origin.stem}_cells.py")
     lines: list[str] = []
     constants: set[str] = set()  # names bound to constants so far, across cells
+    helpers: set[str] = set()    # names imported from the grader so far
     for number, text in enumerate(cells, start=1):
-        for kept_line, cell_line in _keep_from_cell(number, text, source.skipped, constants):
+        for kept_line, cell_line in _keep_from_cell(number, text, source.skipped, constants,
+                                                    helpers):
             lines.append(kept_line)
             source.line_map.append((number, cell_line))
     source.text = "\n".join(lines) + "\n"
     return source
 
 
-def _keep_from_cell(number: int, text: str, skipped: list[SkippedCell], constants: set[str]):
+def _keep_from_cell(number: int, text: str, skipped: list[SkippedCell], constants: set[str],
+                    helpers: set[str]):
     """Yield (line, line number in cell) for the statements of one cell that define things."""
     if text.lstrip().startswith("%%"):
         skipped.append(SkippedCell(number, text.strip().splitlines()[0], "a cell magic is not run"))
@@ -152,6 +157,8 @@ def _keep_from_cell(number: int, text: str, skipped: list[SkippedCell], constant
         yield from ((line, i) for i, line in enumerate(clean, start=1))
         return
     for node in tree.body:
+        if _grader_statement(node, helpers):
+            continue
         reason = _skip_reason(node, constants)
         if reason:
             skipped.append(SkippedCell(number, raw[node.lineno - 1].strip(), reason))
@@ -161,10 +168,21 @@ def _keep_from_cell(number: int, text: str, skipped: list[SkippedCell], constant
             yield clean[i - 1], i
 
 
+def _grader_statement(node: ast.stmt, helpers: set[str]) -> bool:
+    """An import of the grader (its names go into `helpers`) or a call of one of them."""
+    if _imports_grader(node):
+        helpers.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        return True
+    if isinstance(node, (ast.Expr, ast.Assign)) and isinstance(node.value, ast.Call):
+        root = node.value.func
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        return isinstance(root, ast.Name) and root.id in helpers
+    return False
+
+
 def _skip_reason(node: ast.stmt, constants: set[str]) -> str | None:
     """Why a top-level statement is left out, or None to keep it."""
-    if _imports_grader(node):
-        return "the grader's own helpers are not part of the graded code"
     if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
                          ast.ClassDef)):
         return None

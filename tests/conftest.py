@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
 SOLUTIONS = REPO / "solutions"
 HOSTILE = Path(__file__).parent / "hostile"
+SCHEMAS = Path(__file__).parent / "schemas"     # formats other tools read, to validate against
 SOLUTION = SOLUTIONS / "cifar10_cnn" / "model.py"     # the lab net: what attacks are added to
 BROKEN_CONV2 = ("self.conv2 = nn.Conv2d(6, 16, kernel_size=5)",
                 "self.conv2 = nn.Conv2d(6, 16, kernel_size=3)")
@@ -136,8 +137,13 @@ class Graded:
     seconds: float
 
     @property
+    def ran(self) -> list[dict]:
+        """The checks that ran (those left out by --only are listed as skipped)."""
+        return [c for c in self.report["checks"] if c["status"] != "skipped"]
+
+    @property
     def scores(self) -> dict[str, float]:
-        return {c["id"]: c["score"] for c in self.report["checks"]}
+        return {c["id"]: c["score"] for c in self.ran}
 
     @property
     def messages(self) -> str:

@@ -116,7 +116,7 @@ def test_untraceable_forward_earns_no_shape_points_and_says_how_to_fix_it(tmp_pa
     run = grade(path, "-a", "cifar10_cnn", "--only", "shapes,params", "--format", "json")
     assert run.code == 1, run.out
     data = run.json()
-    assert [c["score"] for c in data["checks"]] == [0.0, 3.0]   # params: from the exported tree
+    assert [c["score"] for c in data["checks"]] == [0.0, 3.0, 0.0]   # params: the exported tree
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "x.sum()" in t)
     feedback = run.check("shapes")["feedback"]
     assert f"could not be measured apart from its code: Model.forward: its Python code needs " \
@@ -133,7 +133,7 @@ def test_a_spec_may_allow_self_reported_grading_and_every_report_says_so(tmp_pat
     path = variant(tmp_path, CIFAR, UNTRACEABLE)
     run = grade(path, "-a", folder, "--only", "shapes,params", "--format", "json")
     data = run.json()
-    assert [c["score"] for c in data["checks"]] == [4.0, 3.0]
+    assert [c["score"] for c in data["checks"]] == [4.0, 3.0, 0.0]     # accuracy: left out
     assert data["flags"] == ["self-reported"]
     [note] = data["notes"]
     assert note.startswith("SELF-REPORTED: probe measured inside the submission's own process")

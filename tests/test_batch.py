@@ -6,7 +6,11 @@ cores; one small batch trains on a tiny .npz dataset kept in the spec folder.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import pty
+import re
 import shutil
 import signal
 import subprocess
@@ -14,10 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ASSIGNMENTS, SOLUTIONS, grade, tiny_assignment
-from grader.batch import discover
+from grader import batchview
+from grader.batch import Outcome, Running, discover
 
 SOLUTION = (SOLUTIONS / "cifar10_cnn" / "model.py").read_text()
 SKELETON = (ASSIGNMENTS / "cifar10_cnn" / "model.py").read_text()
@@ -110,9 +116,10 @@ def test_batch_grades_every_student_into_a_gradebook(graded_class):
     subs, out, run, _ = graded_class
     assert run.code == 0, run.err
     assert f"{STUDENTS} graded, 0 unchanged" in run.out
-    assert f"{STUDENTS}/{STUDENTS}" in run.err and "ETA" in run.err  # the progress bar
+    assert f"[{STUDENTS}/{STUDENTS}]" in run.err and "ETA" in run.err  # a line per student
     rows = gradebook(out)
-    assert list(rows[0]) == ["student", "score", "max_score", "shapes", "params"]
+    assert list(rows[0]) == ["student", "score", "max_score", "shapes", "params", "flags",
+                             "status", "reason"]
     assert len(rows) == STUDENTS and "README" not in {r["student"] for r in rows}
     by_student = {r["student"]: r for r in rows}
     for sol in ("sol01", "sol05", "sol07"):
@@ -120,7 +127,25 @@ def test_batch_grades_every_student_into_a_gradebook(graded_class):
     assert by_student["skeleton_a"]["score"] == "0"
     assert float(by_student["bug_fc1_width"]["params"]) < 3
     for student in by_student:
-        assert (out / student / "report.md").read_text().startswith("# cifar10_cnn:")
+        assert (out / student / "report.md").read_text().startswith("# cifar10\\_cnn:")
+        assert (out / student / "report.html").read_text().startswith("<!doctype html>")
+    assert not (out / ".running").exists() or not list((out / ".running").iterdir())
+
+
+def test_gradebook_says_why_a_score_is_zero(graded_class):
+    _, out, _, _ = graded_class
+    rows = {r["student"]: r for r in gradebook(out)}
+    status = {s: rows[s]["status"] for s in ("sol01", "skeleton_a", "syntax_error", "hangs",
+                                             "killed", "exits", "bug_conv2_k3")}
+    assert status == {"sol01": "graded", "skeleton_a": "unfinished", "syntax_error": "error",
+                      "hangs": "timeout", "killed": "killed", "exits": "error",
+                      "bug_conv2_k3": "error"}
+    assert rows["sol01"]["reason"] == "" and "SyntaxError" in rows["syntax_error"]["reason"]
+    assert "the forward pass failed" in rows["bug_conv2_k3"]["reason"]   # fc1 gets 16x6x6
+    assert rows["bug_conv2_k3"]["score"] not in ("", "0")                 # still partly graded
+    assert "timed out after 30 s" in rows["hangs"]["reason"]
+    assert "NotImplementedError" in rows["skeleton_a"]["reason"]
+    assert all("\n" not in r["reason"] for r in rows.values())
 
 
 def test_broken_submissions_only_affect_themselves(graded_class):
@@ -141,14 +166,44 @@ def test_batch_scores_equal_single_runs(graded_class, tmp_path):
         assert scores(single.json()) == scores(result(out, Path(entry).stem)), entry
 
 
-def test_summary_page_shows_histogram_and_common_failures(graded_class):
+def test_summary_page_shows_histogram_and_every_failure(graded_class):
     _, out, _, _ = graded_class
     page = (out / "summary.html").read_text()
     assert f"{STUDENTS} of {STUDENTS} submissions graded" in page
     assert "<svg" in page and "90-100%" in page
-    failures = page.split("Most common failures")[1]
+    failures = page.split("<section id=failures>")[1].split("</section>")[0]
     assert "a TODO is still unfinished" in failures  # both skeletons, grouped as one failure
-    assert "conv2: got" in failures
+    for planted in ("conv2: got", "timed out after 30 s", "SyntaxError", "sys.exit(3)",
+                    "memory"):
+        assert planted in failures, planted
+    statuses = page.split("<div class=counts id=statuses>")[1].split("</div>")[0]
+    for status in ("graded", "unfinished", "error", "timeout", "killed"):
+        assert f"{status}</span>" in statuses, status
+
+
+def test_summary_links_each_students_html_report(graded_class):
+    _, out, _, _ = graded_class
+    page = (out / "summary.html").read_text()
+    links = set(re.findall(r"href='([^'#]+)'", page))
+    assert links and all(link.endswith("/report.html") for link in links)
+    assert {link.split("/")[0] for link in links} == {r["student"] for r in gradebook(out)}
+    assert all((out / link).is_file() for link in links)
+
+
+def test_summary_and_a_student_report_render_in_headless_chromium(graded_class, tmp_path):
+    from test_reporters import dom, red_pixels, screenshot
+
+    _, out, _, _ = graded_class
+    for page in (out / "summary.html", out / "bug_conv2_k3" / "report.html"):
+        shot = screenshot(tmp_path, page)
+        pixels = np.asarray(shot, dtype=int)
+        assert len(shot.getcolors(1 << 20)) > 100, page             # not a blank page
+        assert int((pixels.sum(axis=2) < 200).sum()) > 5000, page   # plenty of visible text
+        assert red_pixels(shot) > 200, page                         # failures are shown in red
+    summary = dom(tmp_path, out / "summary.html")
+    assert re.search(r'id="score">\d+\.\d\d / 7<small>mean</small>', summary)
+    student = dom(tmp_path, out / "bug_conv2_k3" / "report.html")
+    assert re.search(r'id="score">[\d.]+ / 7<', student)
 
 
 def test_batch_and_its_pool_never_import_torch(tmp_path):
@@ -302,3 +357,61 @@ def test_packed_gpu_batch_gives_every_copy_the_same_grade(tmp_path):
     accuracy = [next(c for c in r["checks"] if c["id"] == "accuracy") for r in results]
     assert all(a["details"]["device"].startswith("cuda") for a in accuracy)
     assert len({json.dumps(scores(r)) for r in results}) == 1  # six processes, one GPU, one grade
+
+
+# --- the display ------------------------------------------------------------------------------
+
+def test_eta_counts_the_running_jobs_and_waits_for_a_first_result():
+    tally = batchview.Tally(total=10, slots=2)
+    assert tally.eta(running=[5.0, 5.0]) is None
+    for student in ("a", "b"):
+        tally.add(Outcome(student, "graded", 7, 7, seconds=10.0))
+    # 6 not started at 10 s each, and two running for 4 s and 25 s: (60 + 6 + 0) / 2
+    assert tally.eta(running=[4.0, 25.0]) == pytest.approx(33.0)
+    tally.add(Outcome("c", "skipped", 7, 7))           # unchanged: no time, no weight
+    assert tally.durations == [10.0, 10.0]
+
+
+def test_without_a_terminal_the_running_students_are_named_when_nothing_finishes(tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setattr(batchview, "QUIET_S", 0.6)
+    stream = io.StringIO()
+    with Running(tmp_path, "hanging_hank"):
+        with batchview.BatchView(3, 1, tmp_path, 900, stream) as view:
+            view(Outcome("ann", "graded", 7, 7, seconds=2.0, status="graded"))
+            time.sleep(1.5)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[1/3] ann: 7/7 (graded in 2 s); ETA ")
+    assert any(line.startswith("still grading: hanging_hank 0:0") and "15:00" in line
+               for line in lines[1:]), lines
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal")
+def test_a_hanging_student_shows_a_growing_time_on_the_terminal(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "hangs.py").write_text(BROKEN["hangs.py"])
+    (subs / "quick.py").write_text(SOLUTION)
+    controller, terminal = pty.openpty()
+    cmd = [sys.executable, "-m", "grader", "batch", str(subs), "--assignment", "cifar10_cnn",
+           "--out", str(tmp_path / "out"), "--jobs", "2", "--only", "shapes,params",
+           "--timeout", "8"]
+    proc = subprocess.Popen(cmd, stdout=terminal, stderr=terminal,
+                            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=300)
+    os.close(controller)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, screen
+    shown = set(re.findall(r"running: hangs (\d+:\d\d)", screen))
+    assert len(shown) >= 3, screen               # redrawn while nothing finished
+    assert "of at most 0:08" in screen

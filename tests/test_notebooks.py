@@ -67,3 +67,18 @@ def test_released_notebook_is_the_skeleton(assignment):
     assert run.code == 1 and "0 / 7 points" in run.out
     good = grade(SOLUTIONS / assignment / f"{assignment}.ipynb", "--only", "shapes,params")
     assert good.code == 0, good.out
+
+
+def test_the_graders_own_test_cells_are_not_reported_as_left_out(tmp_path):
+    run = grade(SOLUTIONS / "lenet5_mnist" / "lenet5_mnist.ipynb", "--only", "shapes",
+                "--format", "json")
+    assert run.code == 0, run.err
+    assert run.json()["skipped_cells"] == []
+    nb = student_notebook(tmp_path / "cifar10_cnn.ipynb", MODEL_CELL)
+    nb_json = nbformat.read(nb, as_version=4)
+    nb_json.cells.append(nbformat.v4.new_code_cell("import grader.nb as g\ng.check('shapes')"))
+    nb_json.cells.append(nbformat.v4.new_code_cell("from grader import check\ncheck()"))
+    nbformat.write(nb_json, nb)
+    lines = {s.line for s in from_notebook(nb).skipped}
+    assert not [line for line in lines if "grader" in line or "check(" in line], lines
+    assert "net = Model()" in lines                       # the student's own lines still are

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, SOLUTIONS, grade, variant
+from conftest import REPO, SCHEMAS, SOLUTIONS, grade, variant
 from grader.reporters import gradescope, render, text
 from grader.results import CheckResult, GradeResult
 
@@ -31,35 +31,9 @@ HIDDEN_FEEDBACK = ("0 of 2 cases passed (2 of them hidden).\n"
                    "  Also failed: #1 (hidden), #2 (hidden): wrong values")
 HOSTILE = "<script>alert('pwned')</script>"
 
-# Gradescope's autograder results.json, from its specification
-# (https://gradescope-autograders.readthedocs.io/en/latest/specs/): every key optional, a score
-# on the top level or on every test, fixed vocabularies for status, visibility and formats.
-VISIBILITY = {"enum": ["hidden", "after_due_date", "after_published", "visible"]}
-TEXT_FORMAT = {"enum": ["text", "html", "simple_format", "md", "ansi"]}
-GRADESCOPE_TEST = {
-    "type": "object", "additionalProperties": False,
-    "properties": {"score": {"type": "number"}, "max_score": {"type": "number"},
-                   "status": {"enum": ["passed", "failed"]}, "name": {"type": "string"},
-                   "name_format": TEXT_FORMAT, "number": {"type": "string"},
-                   "output": {"type": "string"}, "output_format": TEXT_FORMAT,
-                   "tags": {"type": "array", "items": {"type": "string"}},
-                   "visibility": VISIBILITY, "extra_data": {"type": "object"}}}
-GRADESCOPE_SCHEMA = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "type": "object", "additionalProperties": False,
-    "properties": {
-        "score": {"type": "number"}, "execution_time": {"type": "number", "minimum": 0},
-        "output": {"type": "string"}, "output_format": TEXT_FORMAT,
-        "test_output_format": TEXT_FORMAT, "test_name_format": TEXT_FORMAT,
-        "visibility": VISIBILITY, "stdout_visibility": VISIBILITY,
-        "extra_data": {"type": "object"}, "tests": {"type": "array", "items": GRADESCOPE_TEST},
-        "leaderboard": {"type": "array", "items": {
-            "type": "object", "required": ["name", "value"], "additionalProperties": False,
-            "properties": {"name": {"type": "string"}, "value": {"type": ["number", "string"]},
-                           "order": {"enum": ["asc", "desc"]}}}}},
-    "anyOf": [{"required": ["score"]},
-              {"required": ["tests"], "properties": {"tests": {"items": {"required": ["score"]}}}}],
-}
+# Gradescope's results.json, as its specification describes it (the schema file says where from).
+GRADESCOPE_SCHEMA = json.loads((SCHEMAS / "gradescope_results.json").read_text())
+JUNIT_XSD = SCHEMAS / "junit.xsd"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync")
@@ -292,13 +266,84 @@ def test_junit_has_one_testcase_per_check_with_failures_carrying_feedback():
     assert cases["sum_hidden"].find("failure").text == HIDDEN_FEEDBACK
 
 
+def junit_errors(xml: str) -> list[str]:
+    """Why `xml` is not valid against the common JUnit schema (empty when it is)."""
+    import xmlschema
+
+    schema = xmlschema.XMLSchema(str(JUNIT_XSD))
+    return [str(e.reason) for e in schema.iter_errors(xml)]
+
+
+def test_junit_validates_and_every_testcase_has_a_time():
+    xml = render(mixed_result(), "junit")
+    assert junit_errors(xml) == []
+    _, cases = junit_cases(xml)
+    times = {name: case.get("time") for name, case in cases.items()}
+    assert times == {"shapes": "0.000", "params": "0.000", "accuracy": "4.200",
+                     "sum_hidden": "0.000", "softmax": "0.000"}
+
+
+def test_the_junit_schema_rejects_what_junit_readers_would():
+    xml = render(mixed_result(), "junit")
+    assert junit_errors(xml.replace('name="shapes" time', 'time', 1))        # a nameless case
+    assert junit_errors(xml.replace("<properties>", "<properties><oops/>", 1))
+    assert junit_errors(xml.replace('errors="1" time="12.300" skipped',
+                                    'errors="1" time="twelve" skipped', 1))
+
+
 def test_junit_stays_parseable_when_feedback_has_control_characters():
     _, cases = junit_cases(render(mixed_result(), "junit"))
     error = cases["softmax"].find("error").text
     assert "red" in error and "& <done>" in error and "\x1b" not in error
 
 
+# --- checks left out by --only ----------------------------------------------------------------
+
+def with_skipped() -> GradeResult:
+    left_out = CheckResult("accuracy", "accuracy", 0.0, 0.0, "skipped",
+                           "Not run: left out by --only params,shapes.", {"points": 3.0})
+    return GradeResult("cifar10_cnn", "s", [shapes_check(), params_check(), left_out])
+
+
+def test_a_skipped_check_is_listed_everywhere_and_counted_nowhere():
+    result = with_skipped()
+    data = json.loads(render(result, "json"))
+    assert (data["score"], data["max_score"]) == (3.5, 7.0)
+    assert data["checks"][2]["status"] == "skipped" and data["checks"][2]["max_score"] == 0
+    row = next(line for line in render(result, "text").splitlines() if "accuracy" in line)
+    assert "- skipped" in row and "/ 3" not in row
+    _, cases = junit_cases(render(result, "junit"))
+    assert cases["accuracy"].find("skipped") is not None
+    test = gradescope.results_json(result)["tests"][2]
+    assert (test["score"], test["max_score"], test["extra_data"]) == (0.0, 0.0,
+                                                                      {"status": "skipped"})
+    assert "status" not in test
+
+
+def test_only_lists_what_it_left_out_and_scores_what_ran():
+    run = grade(SOLUTIONS / "cifar10_cnn", "--only", "shapes", "--format", "json")
+    assert run.code == 0, run.err
+    data = run.json()
+    assert [(c["id"], c["status"]) for c in data["checks"]] == [
+        ("shapes", "passed"), ("params", "skipped"), ("accuracy", "skipped")]
+    assert (data["score"], data["max_score"]) == (4, 4)
+    assert run.check("accuracy")["details"] == {"points": 3.0}
+
+
 # --- terminal --------------------------------------------------------------------------------
+
+def test_text_report_in_a_file_keeps_each_sentence_on_one_line(tmp_path):
+    long = ("No accuracy could be measured: training stopped: forward returned shape (64, 9); "
+            "the loss needs (64, 10): one score per class for each image")
+    result = GradeResult("cifar10_cnn", "s", [CheckResult("accuracy", "accuracy", 0.0, 3.0,
+                                                          "error", long)],
+                         notes=["a note that is long enough to be wrapped by a narrow console "
+                                "if the reporter let it, which it must not do"])
+    report = render(result, "text").splitlines()
+    assert long in report
+    assert any(line.endswith("which it must not do") and line.startswith("note:")
+               for line in report)
+
 
 def test_text_report_uses_colour_only_when_asked():
     result = mixed_result()
@@ -425,8 +470,12 @@ def test_junit_report_for_a_buggy_model(tmp_path, buggy_model):
     run = grade(buggy_model, "--assignment", "cifar10_cnn", "--only", "shapes,params",
                 "--out", out)
     assert run.code == 1, run.err
+    assert junit_errors(out.read_text()) == []
     root, cases = junit_cases(out.read_text())
     assert root.find("testsuite").get("failures") == "2"
+    assert root.find("testsuite").get("skipped") == "1"
+    assert cases["accuracy"].find("skipped").get("message").startswith("Not run: left out")
+    assert all(case.get("time") for case in cases.values())
     assert "K=3; the spec asks for K=5" in cases["shapes"].find("failure").text
     assert "yours: (3*3*6 + 1)*16 = 880" in cases["params"].find("failure").text
 

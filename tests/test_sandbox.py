@@ -218,7 +218,7 @@ def test_test_labels_cannot_be_read(tmp_path, monkeypatch):
                                sandbox=sandbox, assignment=assignment)
 
     def accuracy(attack: str | None, sandbox: str) -> float:
-        return graded(attack, sandbox).report["checks"][0]["details"]["accuracy"]
+        return graded(attack, sandbox).ran[0]["details"]["accuracy"]
 
     honest = accuracy(None, "on")
     assert 0 < honest < 1.0

@@ -64,7 +64,7 @@ def test_a_model_that_carries_the_public_test_labels_is_withheld_and_flagged(tmp
     values = _fingerprints(assignment)
     args = ("--only", "accuracy", "--device", "cpu")
     attack, twin = twins(tmp_path, "public_label_lookup", values, *args, assignment=assignment)
-    twin_check, check = twin.report["checks"][0], attack.report["checks"][0]
+    [twin_check], [check] = twin.ran, attack.ran
     assert twin_check["details"]["accuracy"] < 0.3 and twin_check["score"] == 0.0
     assert check["details"]["accuracy"] == 1.0            # the lookup works on the originals...
     assert check["details"]["shifted_accuracy"] < 0.3     # ... and on nothing else
@@ -91,7 +91,7 @@ def test_stage_files_that_break_careless_readers_give_a_complete_result(tmp_path
     path = submission(tmp_path, "malformed_files", {"kind": kind})
     graded = grade_contained(tmp_path, path, *FAST)
     assert graded.run.code == 1 and graded.scores == ZERO
-    assert [c["status"] for c in graded.report["checks"]] == ["error", "error"]
+    assert [c["status"] for c in graded.ran] == ["error", "error"]
     assert "measurements cannot be read" in graded.messages
     json.loads(graded.run.out, parse_constant=_refuse)   # strict JSON: no NaN, no Infinity
 

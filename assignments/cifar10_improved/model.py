@@ -9,18 +9,18 @@
 #
 # | layer | what | output | parameters |
 # |---|---|---|---|
-# | conv1 | 5x5 convolution, 32 filters, then ReLU | 32x28x28 | (5*5*3 + 1)*32 = 2,432 |
+# | conv1 | 5x5 convolution, 32 filters, then ReLU | 32x28x28 | `(5*5*3 + 1)*32 = 2,432` |
 # | pool | 2x2 max pooling, stride 2 | 32x14x14 | 0 |
-# | conv2 | 5x5 convolution, 64 filters, then ReLU | 64x10x10 | (5*5*32 + 1)*64 = 51,264 |
+# | conv2 | 5x5 convolution, 64 filters, then ReLU | 64x10x10 | `(5*5*32 + 1)*64 = 51,264` |
 # | pool | 2x2 max pooling, stride 2 | 64x5x5 | 0 |
 # | flatten | | 1600 | 0 |
-# | fc1 | 1600 -> 120, then ReLU | 120 | (1600 + 1)*120 = 192,120 |
-# | fc2 | 120 -> 84, then ReLU | 84 | (120 + 1)*84 = 10,164 |
-# | fc3 | 84 -> 10 class scores (no activation) | 10 | (84 + 1)*10 = 850 |
+# | fc1 | 1600 -> 120, then ReLU | 120 | `(1600 + 1)*120 = 192,120` |
+# | fc2 | 120 -> 84, then ReLU | 84 | `(120 + 1)*84 = 10,164` |
+# | fc3 | 84 -> 10 class scores (no activation) | 10 | `(84 + 1)*10 = 850` |
 #
 # The sizes are the lab's, since only the channel counts change: O = (I - K + 2P)/S + 1 gives
-# conv1 (32 - 5 + 2*0)/1 + 1 = 28 and conv2 (14 - 5 + 2*0)/1 + 1 = 10. What grows is the
-# flattened vector (64*5*5 = 1600 instead of 400) and with it fc1.
+# conv1 `(32 - 5 + 2*0)/1 + 1 = 28` and conv2 `(14 - 5 + 2*0)/1 + 1 = 10`. What grows is the
+# flattened vector (`64*5*5 = 1600` instead of 400) and with it fc1.
 # The grader trains your `Model` itself; do not write a training loop here.
 
 # %%

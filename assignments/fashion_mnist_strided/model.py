@@ -11,16 +11,16 @@
 #
 # | layer | what | output | parameters |
 # |---|---|---|---|
-# | conv1 | 3x3 convolution, stride 2, 32 filters, then ReLU | 32x13x13 | (3*3*1 + 1)*32 = 320 |
-# | conv2 | 3x3 convolution, stride 2, 64 filters, then ReLU | 64x6x6 | (3*3*32 + 1)*64 = 18,496 |
-# | conv3 | 3x3 convolution, stride 2, 128 filters, then ReLU | 128x2x2 | (3*3*64 + 1)*128 = 73,856 |
+# | conv1 | 3x3 convolution, stride 2, 32 filters, then ReLU | 32x13x13 | `(3*3*1 + 1)*32 = 320` |
+# | conv2 | 3x3 convolution, stride 2, 64 filters, then ReLU | 64x6x6 | `(3*3*32 + 1)*64 = 18,496` |
+# | conv3 | 3x3 convolution, stride 2, 128 filters, then ReLU | 128x2x2 | `(3*3*64 + 1)*128 = 73,856` |
 # | flatten | | 512 | 0 |
-# | fc1 | 512 -> 512, then ReLU | 512 | (512 + 1)*512 = 262,656 |
-# | fc2 | 512 -> 10 class scores (no activation) | 10 | (512 + 1)*10 = 5,130 |
+# | fc1 | 512 -> 512, then ReLU | 512 | `(512 + 1)*512 = 262,656` |
+# | fc2 | 512 -> 10 class scores (no activation) | 10 | `(512 + 1)*10 = 5,130` |
 #
-# conv1: floor((28 - 3 + 2*0)/2) + 1 = 13; conv2: floor((13 - 3)/2) + 1 = 6;
+# conv1: `floor((28 - 3 + 2*0)/2) + 1 = 13`; conv2: `floor((13 - 3)/2) + 1 = 6`;
 # conv3: floor((6 - 3)/2) + 1 = 2 (the floor drops the last row and column). So the flattened
-# vector has 128*2*2 = 512 values.
+# vector has `128*2*2 = 512` values.
 # The grader trains your `Model` itself; do not write a training loop here.
 
 # %%

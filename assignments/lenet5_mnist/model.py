@@ -6,18 +6,18 @@
 #
 # | layer | what | output | parameters |
 # |---|---|---|---|
-# | C1 | 5x5 convolution, 6 maps, then tanh | 6x28x28 | (5*5*1 + 1)*6 = 156 |
-# | S2 | trainable 2x2 subsampling | 6x14x14 | (1 + 1)*6 = 12 |
+# | C1 | 5x5 convolution, 6 maps, then tanh | 6x28x28 | `(5*5*1 + 1)*6 = 156` |
+# | S2 | trainable 2x2 subsampling | 6x14x14 | `(1 + 1)*6 = 12` |
 # | C3 | 5x5 convolution, 16 maps over a partial connection table, then tanh | 16x10x10 | 1,516 |
-# | S4 | trainable 2x2 subsampling | 16x5x5 | (1 + 1)*16 = 32 |
-# | C5 | 5x5 convolution, 120 maps, then tanh | 120x1x1 | (5*5*16 + 1)*120 = 48,120 |
-# | F6 | fully connected 120 -> 84, then tanh | 84 | (120 + 1)*84 = 10,164 |
-# | output | fully connected 84 -> 10 | 10 | (84 + 1)*10 = 850 |
+# | S4 | trainable 2x2 subsampling | 16x5x5 | `(1 + 1)*16 = 32` |
+# | C5 | 5x5 convolution, 120 maps, then tanh | 120x1x1 | `(5*5*16 + 1)*120 = 48,120` |
+# | F6 | fully connected 120 -> 84, then tanh | 84 | `(120 + 1)*84 = 10,164` |
+# | output | fully connected 84 -> 10 | 10 | `(84 + 1)*10 = 850` |
 #
 # A subsampling layer averages each 2x2 block and then multiplies by one trainable weight and adds
 # one trainable bias per map. C3 does not connect every map to every S2 map: the table below says
 # which S2 maps each C3 map reads. That breaks the symmetry between maps and needs fewer
-# parameters: 6*(3*25 + 1) + 9*(4*25 + 1) + 1*(6*25 + 1) = 1,516 instead of 2,416.
+# parameters: `6*(3*25 + 1) + 9*(4*25 + 1) + 1*(6*25 + 1) = 1,516` instead of 2,416.
 # The grader trains your `Model` itself; do not write a training loop here.
 
 # %%

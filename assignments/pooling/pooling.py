@@ -39,7 +39,7 @@ def pool_output_shape(shape, kernel_size=2, stride=None):
 # ## 2. Max and average pooling
 #
 # Both take a batch x of shape (N, C, H, W) and return (N, C, H_out, W_out). The window of output
-# position (i, j) is x[:, :, i*S : i*S + K, j*S : j*S + K]; reduce it over its last two axes
+# position (i, j) is `x[:, :, i*S : i*S + K, j*S : j*S + K]`; reduce it over its last two axes
 # (`amax` for max pooling, `mean` for average pooling), for all images and channels at once.
 
 # %%

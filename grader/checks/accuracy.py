@@ -2,7 +2,8 @@
 
 The worker returns predictions only; the labels never leave this process.
 The threshold depends on the data actually used: a CIFAR-10 subset cannot be
-held to the full dataset's bar, so a spec gives `subset:` thresholds apart.
+held to the full dataset's bar, so a spec gives `subset:` thresholds apart,
+and `embedded:` ones for the MNIST sample shipped with the grader.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..data import PreparedData
 from ..measurements import Measurements
 from ..records import TrainRecord
 from ..results import CheckResult, linear_credit, score_fraction, status_for
-from ..spec import CheckSpec, Spec
+from ..spec import THRESHOLD_VARIANTS, CheckSpec, Spec
 
 SHIFT_DROP = 0.25   # measured: honest reference models lose at most ... (docs/SECURITY.md)
 TRAIN_GAP = 0.25
@@ -22,8 +23,8 @@ TRAIN_GAP = 0.25
 
 def thresholds(check: CheckSpec, variant: str) -> dict[str, Any]:
     """min_accuracy / partial_from / measured for the data variant in use."""
-    if variant == "subset" and "subset" in check.options:
-        return check.options["subset"]
+    if variant in THRESHOLD_VARIANTS and variant in check.options:
+        return check.options[variant]
     return check.options
 
 
@@ -32,8 +33,8 @@ def run(check: CheckSpec, spec: Spec, m: Measurements, data: PreparedData) -> Ch
     base = {"dataset": {"name": data.name, "variant": data.variant, "n_train": data.n_train,
                         "n_test": data.n_test},
             "min_accuracy": bar["min_accuracy"], "partial_from": bar.get("partial_from")}
-    if data.variant == "subset" and "subset" not in check.options:
-        base["warning"] = ("this spec has no thresholds for a subset of the data; the full "
+    if data.variant in THRESHOLD_VARIANTS and data.variant not in check.options:
+        base["warning"] = (f"this spec has no thresholds for the {data.variant} data; the full "
                            "dataset's thresholds were used")
     train: TrainRecord | None = m.record("train")
     preds = m.predictions
@@ -53,7 +54,8 @@ def run(check: CheckSpec, spec: Spec, m: Measurements, data: PreparedData) -> Ch
                "per_class": dict(zip(data.classes, per_class)), "confusion": confusion,
                "classes": data.classes, "curve": _curve(train),
                "train_seconds": train.train_seconds, "device": train.device}
-    feedback = _feedback(acc, bar, credit, train, per_class, data.classes)
+    feedback = _feedback(acc, bar, credit, train, per_class, data.classes) + "\n" + \
+        data_line(data, base.get("warning"))
     if suspicion:
         feedback = (f"Withheld for review: {suspicion}. Predictions like these come from looking "
                     "test images up (their labels are public), not from a trained network, so "
@@ -94,6 +96,16 @@ def evaluate(preds: np.ndarray, labels: np.ndarray, num_classes: int):
     per_class = np.diag(confusion) / np.maximum(per_class_total, 1)
     acc = float(np.diag(confusion).sum() / max(len(labels), 1))
     return acc, [round(float(v), 4) for v in per_class], confusion.tolist()
+
+
+def data_line(data: PreparedData, warning: str | None) -> str:
+    """Which data the score is about: a bar only means something next to its data."""
+    line = (f"Data: {data.name} ({data.variant}: {data.n_train:,} training and {data.n_test:,} "
+            f"test images) from {data.source}.")
+    if data.variant == "embedded":
+        line += (" The bar is this sample's own; with the full dataset (--data-dir) it is "
+                 "higher.")
+    return line + (f" Note: {warning}." if warning else "")
 
 
 def _feedback(acc: float, bar: dict[str, Any], credit: float, train: TrainRecord,

@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 
 from ..results import CheckResult, GradeResult
-from .text import fmt_shape, plain, status_mark
+from .text import fmt_shape, plain, score_text, status_mark
 
 DPI = 110
 BLUE, GREEN, RED, GREY = "#0969da", "#1a7f37", "#cf222e", "#57606a"
@@ -83,8 +83,8 @@ def _summary(result: GradeResult) -> str:
     tone = "full" if result.full_marks else "part" if result.score > 0 else "none"
     rows = "".join(
         f"<tr><td><a href='#{_anchor(c)}'>{escape(c.id)}</a></td>"
-        f"<td class=kind>{escape(c.kind)}</td><td class=num>{c.score:g} / {c.max_score:g}</td>"
-        f"<td>{_badge(c.status)}</td></tr>" for c in result.checks)
+        f"<td class=kind>{escape(c.kind)}</td><td class=num>{score_text(c)}</td>"
+        f"<td>{status_badge(c.status)}</td></tr>" for c in result.checks)
     return (f"<header><div class=top><div><h1>{escape(result.assignment)}</h1>"
             f"<div class=meta>{_meta(result)}</div></div>"
             f"<div class=score id=score>{result.score:g} / {result.max_score:g}"
@@ -110,8 +110,11 @@ def _anchor(check: CheckResult) -> str:
     return escape(f"check-{check.id}")
 
 
-def _badge(status: str) -> str:
-    return f"<span class='badge {escape(status)}'>{status_mark(status)} {escape(status)}</span>"
+def status_badge(label: str, tone: str | None = None) -> str:
+    """A coloured badge; `tone` (passed, failed, error, skipped; default: the label) picks
+    the colour and the mark."""
+    tone = tone or label
+    return f"<span class='badge {escape(tone)}'>{status_mark(tone)} {escape(label)}</span>"
 
 
 def _visible_check(result: GradeResult, kind: str) -> CheckResult | None:
@@ -190,7 +193,7 @@ def _check_section(check: CheckResult) -> str:
         body += _accuracy_extras(check.details)
     return (f"<section class='check {escape(check.status)}' id='{_anchor(check)}'>"
             f"<h2>{escape(check.id)} <span class=kind>{escape(check.kind)}</span>"
-            f"{_badge(check.status)}<span class=pts>{check.score:g} / {check.max_score:g}</span>"
+            f"{status_badge(check.status)}<span class=pts>{score_text(check)}</span>"
             f"</h2>{body}</section>")
 
 

@@ -13,19 +13,24 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import CheckResult, GradeResult
-from .text import STYLES, plain, status_mark
+from .text import STYLES, plain, score_text, status_mark
 
 
 def hint(check: CheckResult) -> str:
-    """The first line to act on: for a failed check, its first problem; else its summary."""
+    """The first thing to act on: for a failed check, its first problem; else its summary.
+    A line that ends in a colon keeps the indented lines after it (the commands it
+    introduces), so a hint never stops just before what to run."""
     lines = [line for line in check.feedback.splitlines() if line.strip()]
-    if check.status in ("failed", "error") and len(lines) > 1 and check.kind in ("shapes", "params"):
-        return lines[1]
-    return lines[0] if lines else ""
-
-
-def score_text(check: CheckResult) -> str:
-    return "-" if check.max_score == 0 else f"{check.score:g} / {check.max_score:g}"
+    if not lines:
+        return ""
+    first = 1 if check.status in ("failed", "error") and len(lines) > 1 and \
+        check.kind in ("shapes", "params") else 0
+    kept = [lines[first]]
+    for line in lines[first + 1:]:
+        if not (kept[0].rstrip().endswith(":") and line[:1].isspace()):
+            break
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def render(result: GradeResult, color: bool = False, width: int = 110) -> str:
@@ -51,7 +56,8 @@ def render_html(result: GradeResult) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(c.id)}</td><td>{score_text(c)}</td>"
         f"<td style='color:{colors[c.status]}'>{status_mark(c.status)} {c.status}</td>"
-        f"<td style='text-align:left'>{html.escape(plain(hint(c)))}</td></tr>" for c in result.checks)
+        f"<td style='text-align:left;white-space:pre-wrap'>{html.escape(plain(hint(c)))}</td>"
+        "</tr>" for c in result.checks)
     return (f"<p><b>{html.escape(result.assignment)}: {result.score:g} / {result.max_score:g} points"
             "</b> (public checks)</p><table><tr><th>Check</th><th>Score</th><th>Status</th>"
             f"<th>Hint</th></tr>{rows}</table>")

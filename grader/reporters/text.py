@@ -1,7 +1,8 @@
 """Terminal report: a score table a student can scan, then what to fix, check by check.
 
 Uses rich for tables and colour; colour is off for NO_COLOR and for output
-that is not a terminal (the CLI decides and passes `color`).
+that is not a terminal (the CLI decides and passes `color`). Sentences are never
+broken into lines here (a terminal wraps them itself; a file keeps them whole).
 """
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def plain(text: str) -> str:
     submission printed or raised: that must not colour or move a terminal (NO_COLOR and
     piped output stay plain), nor put bytes into a report file that its readers reject."""
     return CONTROL.sub("", text)
+
+
+def score_text(check: CheckResult) -> str:
+    """`3 / 4`, or `-` for a check worth nothing here (left out, or a smoke run)."""
+    return "-" if check.max_score == 0 else f"{check.score:g} / {check.max_score:g}"
 
 
 def fmt_shape(shape) -> str:
@@ -68,12 +74,12 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
     for col, justify in (("Check", "left"), ("Score", "right"), ("Status", "left")):
         summary.add_column(col, justify=justify)
     for c in result.checks:
-        summary.add_row(Text(c.id), f"{c.score:g} / {c.max_score:g}",
+        summary.add_row(Text(c.id), score_text(c),
                         f"[{STYLES[c.status]}]{status_mark(c.status)} {c.status}[/]")
     console.print(summary)
     for c in result.checks:
         console.print(Text.assemble("\n", (c.id, "bold"), f" ({c.kind})"))
-        console.print(plain(c.feedback), markup=False)
+        console.print(plain(c.feedback), markup=False, soft_wrap=True)
         rows = layer_rows(c)
         if rows and c.status != "passed":
             table = Table(show_header=True, header_style="bold")
@@ -85,7 +91,8 @@ def render(result: GradeResult, color: bool = False, width: int = 100) -> str:
     if result.skipped_cells:
         console.print("\n[bold]Notebook statements not run[/]")
         for s in result.skipped_cells:
-            console.print(f"  cell {s['cell']}: {plain(s['line'])}  ({s['reason']})", markup=False)
+            console.print(f"  cell {s['cell']}: {plain(s['line'])}  ({s['reason']})", markup=False,
+                          soft_wrap=True)
     for note in result.notes:
-        console.print(f"\nnote: {plain(note)}", markup=False)
+        console.print(f"\nnote: {plain(note)}", markup=False, soft_wrap=True)
     return buf.getvalue()

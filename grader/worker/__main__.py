@@ -175,6 +175,7 @@ def stage_train(request: dict, state: dict) -> dict:
     import numpy as np
     import torch
 
+    from ..progress import EpochWriter
     from .train import TrainingStopped, load_arrays, train_and_predict
 
     device = _device(request["device"])
@@ -184,7 +185,8 @@ def stage_train(request: dict, state: dict) -> dict:
     model = state["make_model"]()
     _seed(request["seed"])
     data = load_arrays(request["data"], device)
-    progress = _progress_writer(Path(request["job"]))
+    progress = EpochWriter(Path(request["job"]) / protocol.OUT_DIR, request["training"]["epochs"])
+    progress.start()
     try:
         out = train_and_predict(model, request["training"], data, request["seed"],
                                 request["num_classes"], progress)
@@ -202,11 +204,6 @@ def _device(name: str):
         torch.backends.cudnn.deterministic = True
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def _progress_writer(job: Path):
-    path = job / protocol.OUT_DIR / "progress.json"
-    return lambda point: protocol.write_json_atomic(path, point)
 
 
 def stage_functions(request: dict, state: dict) -> dict:

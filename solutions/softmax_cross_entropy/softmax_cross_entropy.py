@@ -35,7 +35,7 @@ def softmax(z):
 # nothing, a rare one a lot. Entropy is the expected information, H(p) = -sum p_i log2 p_i:
 #
 # - a fair coin: 0.5 * 1 + 0.5 * 1 = 1 bit;
-# - four cars seen with probabilities 1/2, 1/4, 1/8, 1/8: 0.5*1 + 0.25*2 + 0.125*3 + 0.125*3
+# - four cars seen with probabilities 1/2, 1/4, 1/8, 1/8: `0.5*1 + 0.25*2 + 0.125*3 + 0.125*3`
 #   = 1.75 bits;
 # - four equally likely cars: 2 bits each, 2 bits on average.
 #
