@@ -41,13 +41,15 @@ ANSI = "\x1b["
 
 
 def shapes_check() -> CheckResult:
+    """conv1 right; conv2 with the wrong kernel and no activation after it."""
     rows = [{"name": "conv1", "type": "conv2d", "in": [3, 32, 32], "got": [6, 28, 28],
-             "expected": [6, 28, 28], "formula": "O = (32 - 5 + 2*0)/1 + 1 = 28", "ok": True,
-             "message": "conv1: 6x28x28 as expected", "activation": {"expected": "relu",
-                                                                      "found": "relu"}},
+             "expected": [6, 28, 28], "formula": "O = (32 - 5 + 2*0)/1 + 1 = 28",
+             "shape_ok": True, "ok": True, "message": "conv1: 6x28x28 as expected",
+             "activation": {"expected": "relu", "got": "relu", "ok": True, "message": ""}},
             {"name": "conv2", "type": "conv2d", "in": [6, 14, 14], "got": [16, 12, 12],
-             "expected": [16, 10, 10], "formula": "O = (14 - 3 + 2*0)/1 + 1 = 12", "ok": False,
-             "message": "conv2: got 16x12x12", "activation": {"expected": "relu", "found": None}}]
+             "expected": [16, 10, 10], "formula": "O = (14 - 3 + 2*0)/1 + 1 = 12",
+             "shape_ok": False, "ok": False, "message": "conv2: got 16x12x12",
+             "activation": {"expected": "relu", "got": None, "ok": False, "message": ""}}]
     feedback = ("1 of 2 layers have the expected shape.\nconv2: got 16x12x12, expected 16x10x10\n"
                 f"line 7: x = self.conv2(x)  # {HOSTILE}")
     return CheckResult("shapes", "shapes", 2.0, 4.0, "failed", feedback, {"layers": rows})
@@ -171,9 +173,22 @@ def test_html_layer_table_joins_shapes_and_params():
                      "O = (32 - 5 + 2*0)/1 + 1 = 28", "(5*5*3 + 1)*6 = 456"]
     cls, conv2 = page.row("conv2")
     assert cls == "bad"
+    assert conv2[1] == "conv2d + no activation (the spec asks for relu)"
     assert conv2[3:] == ["16x12x12", "16x10x10", "O = (14 - 3 + 2*0)/1 + 1 = 12",
                          "880; expected (5*5*6 + 1)*16 = 2,416"]
     assert page.row("Total parameters")[1] == ["Total parameters", "1,336; expected 2,872"]
+
+
+def test_text_and_markdown_keep_shape_and_activation_verdicts_apart():
+    """A right shape is never marked wrong for its activation: the mark is the shape's, the
+    activation has its own column."""
+    result = mixed_result()
+    text = render(result, "text")
+    assert "✔ conv1" in text and "relu ✔" in text
+    assert "✘ conv2" in text and "none ✘ (relu)" in text
+    md = render(result, "markdown")
+    assert "| Layer | Input | Output | Expected | Formula | Activation |" in md
+    assert "none ✘ (relu) |" in md
 
 
 def test_html_draws_training_curve_confusion_matrix_and_per_class_accuracy():
