@@ -18,9 +18,14 @@ COMPATIBLE = {
     "conv2d": {"conv2d"}, "conv_transpose2d": {"conv_transpose2d"}, "linear": {"linear"},
     "flatten": {"flatten"}, "maxpool2d": {"maxpool2d", "avgpool2d"},
     "avgpool2d": {"avgpool2d", "maxpool2d"}, "subsample": {"custom", "avgpool2d", "maxpool2d"},
+    # issue 14 (cifar10_vgg): layers that keep the shape; matched like the others
+    "batchnorm2d": {"norm"}, "dropout": {"dropout"},
 }
 LAYER_CATEGORIES = {"conv2d", "conv_transpose2d", "linear", "flatten", "maxpool2d", "avgpool2d",
                     "custom"}
+# Shape-keeping layers a spec may name (issue 14): candidates for matching, but left out of
+# LAYER_CATEGORIES so that a block of conv + batch norm still collapses as it did before.
+SHAPE_KEEPING = {"norm", "dropout"}
 ACTIVATIONS = {"relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu"}
 
 
@@ -84,7 +89,7 @@ def _candidates(events: list[Event]) -> list[Event]:
                 continue
             if e.category == "container" or kinds:
                 continue  # expanded: its children are events of their own
-        if e.category in LAYER_CATEGORIES:
+        if e.category in LAYER_CATEGORIES or e.category in SHAPE_KEEPING:
             out.append(e)
     return out
 

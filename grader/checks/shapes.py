@@ -14,7 +14,7 @@ from .. import formulas
 from ..measurements import Measurements
 from ..records import Event, ProbeRecord
 from ..results import CheckResult, score_fraction, status_for
-from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes
+from ..spec import SHAPE_KEEPING, CheckSpec, ExpectedLayer, Spec, expected_shapes
 from .matching import Match, activation_after, match_layers
 
 HYPER_LETTERS = (("kernel_size", "K"), ("padding", "P"), ("stride", "S"), ("dilation", "D"))
@@ -89,6 +89,10 @@ def _row(mt: Match, matches: list[Match], events: list[dict[str, Any]]) -> dict[
         problems.append(_explain_shape(label, x, e, got_in, got))
     if _wrong_pool_kind(x, e):
         problems.append(f"{label}: uses {e.category} where the spec asks for {x.spec.type}")
+    if _dropout_on_at_test(x, e):
+        problems.append(f"{label}: F.dropout(x, p={e.hyper.get('p', 0.5):g}) still drops values "
+                        "in eval mode, because its training argument defaults to True; write "
+                        "F.dropout(x, p, training=self.training) or use an nn.Dropout layer")
     if x.spec.activation and got is not None:
         found = activation_after(mt, matches, events)
         row["activation"] = {"expected": x.spec.activation, "found": found}
@@ -99,6 +103,12 @@ def _row(mt: Match, matches: list[Match], events: list[dict[str, Any]]) -> dict[
     row["ok"] = got is not None and not problems
     row["message"] = "\n".join(problems) if problems else f"{label}: {fmt(got)} as expected"
     return row
+
+
+def _dropout_on_at_test(x: ExpectedLayer, e: Event) -> bool:
+    """The probe runs in eval mode: a functional dropout that was still told training=True
+    (F.dropout's default) keeps dropping at test time (issue 14)."""
+    return x.spec.type == "dropout" and e.hyper.get("training") is True
 
 
 def _wrong_pool_kind(x: ExpectedLayer, e: Event) -> bool:
@@ -142,6 +152,10 @@ def _explain_shape(label: str, x: ExpectedLayer, e: Event, got_in: list[int] | N
                f"{x.out_shape[0]} = {fmt(x.in_shape)}"
     if x.spec.type == "linear":
         return f"{head} (out_features={got[0]}; the spec asks for {want['out_features']})"
+    if x.spec.type in SHAPE_KEEPING:   # it keeps its input's shape, so its place is wrong
+        where = f" ({x.spec.note})" if x.spec.note else ""
+        return f"{head}: it runs where the input is {fmt(got_in)}; the spec places it where " \
+               f"the input is {fmt(x.in_shape)}{where}"
     reasons = []
     if len(got) == 3 and "out_channels" in want and got[0] != want["out_channels"]:
         reasons.append(f"it has {got[0]} output channels; the spec asks for {want['out_channels']}")
