@@ -384,7 +384,8 @@ def _threshold(path: Path, r: _Reader) -> None:
 #
 # Live values, for functions that train or evaluate (grader/worker/fixtures.py builds them the
 # same way in the worker and in the parent, from data the parent made):
-#   {model: LAYERS, seed: N}   real weights drawn from the seed (without `seed`: meta tensors)
+#   {model: LAYERS, seed: N}   real weights drawn from the seed (without `seed`: meta tensors);
+#                              `mode: eval` hands it over in eval mode (default: train)
 #   {loader: {samples: 20, shape: [6], classes: 3, batch_size: 8, seed: N}}
 #                              a DataLoader of seeded samples and labels, in order
 #   {optimizer: sgd, lr: 0.1, momentum: 0.9} or {optimizer: adam, lr: 0.01}
@@ -645,12 +646,15 @@ def _value(file: Path, raw: Any, where: str, expect: bool = False) -> None:
         r.positive("scale", 1.0, kind=float)
         _dtype(file, r, "int64" if dist == "integers" else "float32")
     else:
-        r.unknown({"model", "freeze", "seed"})
+        r.unknown({"model", "freeze", "seed", "mode"})
         layers = r.get("model", list, fix="e.g. model: [[Linear, 784, 512], [ReLU], [Linear, 512, 10]]")
         for n, layer in enumerate(layers):
             _model_layer(file, layer, f"{r.key('model')}[{n}]")
         if r.get("seed", int, 0) < 0:
             raise SpecError(file, r.key("seed"), f"must be >= 0, got {raw['seed']}")
+        if r.get("mode", str, "train") not in ("train", "eval") or ("mode" in raw and "seed" not in raw):
+            raise SpecError(file, r.key("mode"), "is train or eval, on a model with a seed",
+                            "mode: eval hands the function a model left in eval mode")
         for index in r.get("freeze", list, []):
             if not (isinstance(index, int) and 0 <= index < len(layers)):
                 raise SpecError(file, r.key("freeze"), f"{index!r} is not a layer index",

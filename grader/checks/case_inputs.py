@@ -22,6 +22,7 @@ class ModelValue:
     layers: tuple
     freeze: tuple[int, ...]
     weights: dict[str, np.ndarray] | None = None   # real starting weights (a seeded model)
+    mode: str = "train"                            # the mode it is handed over in
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def materialize(raw: Any) -> Any:
                 from ..worker.fixtures import initial_weights
 
                 weights = initial_weights([list(layer) for layer in layers], raw["seed"])
-            return ModelValue(layers, tuple(raw.get("freeze", [])), weights)
+            return ModelValue(layers, tuple(raw.get("freeze", [])), weights,
+                              raw.get("mode", "train"))
         if "loader" in raw:
             return _loader(raw["loader"])
         kind = next(k for k in LIVE_KINDS if k in raw)
@@ -123,6 +125,7 @@ def to_worker(value: Any) -> dict[str, Any]:
                                "freeze": list(value.freeze)}
         if value.weights is not None:
             out["weights"] = {k: to_worker(v) for k, v in value.weights.items()}
+            out["mode"] = value.mode
         return out
     if isinstance(value, LoaderValue):
         return {"loader": {"x": to_worker(value.x), "y": to_worker(value.y),
@@ -206,7 +209,8 @@ def _describe_model(raw: dict) -> str:
     frozen = raw.get("freeze") or []
     note = f", frozen (requires_grad=False): layer {', '.join(map(str, frozen))}" if frozen else ""
     weights = f" with seeded weights (seed {raw['seed']})" if "seed" in raw else ""
-    return f"nn.Sequential({', '.join(layers)}){weights}{note}"
+    mode = ", left in eval mode" if raw.get("mode") == "eval" else ""
+    return f"nn.Sequential({', '.join(layers)}){weights}{mode}{note}"
 
 
 def call_text(case: CaseSpec) -> str:

@@ -110,7 +110,8 @@ def decode(value: dict) -> Any:
     if "list" in value:
         return [decode(v) for v in value["list"]]
     if "model" in value:
-        return build_model(value["model"], value.get("freeze", ()), value.get("weights"))
+        model = build_model(value["model"], value.get("freeze", ()), value.get("weights"))
+        return model.train(value.get("mode", "train") == "train")
     if "loader" in value:
         spec = value["loader"]
         return build_loader(decode(spec["x"]), decode(spec["y"]), int(spec["batch_size"]))
