@@ -141,16 +141,17 @@ def _evaluate(model, loader, device, *, set_eval=True, no_grad=True, per="sample
 # Checked against torchvision's own transforms. Images come as OpenCV and the datasets'
 # `.data` hold them: uint8 numpy arrays, H x W x C.
 
-def _to_tensor(image, *, scale=True, axes="permute"):
-    """H x W x C uint8 -> C x H x W float in [0, 1] (torchvision's ToTensor)."""
+def _to_tensor(image, *, scale=True, axes=(2, 0, 1)):
+    """H x W x C uint8 -> C x H x W float in [0, 1] (torchvision's ToTensor). `axes=None`
+    reshapes instead of moving the axes."""
     torch = torch_module()
-    if scale and axes == "permute":
+    if scale and axes == (2, 0, 1):
         from torchvision.transforms import functional as TF
 
         return TF.to_tensor(image)
     t = torch.from_numpy(image.copy()).float() / (255.0 if scale else 1.0)
     h, w, c = image.shape
-    return t.permute(2, 1, 0) if axes == "cwh" else t.reshape(c, h, w)
+    return t.reshape(c, h, w) if axes is None else t.permute(*axes)
 
 
 def _normalize(x, mean, std, *, axis="channels"):
@@ -235,8 +236,8 @@ REFERENCES: dict[str, Callable[..., Any]] = {
     "evaluate_in_percent": partial(_evaluate, scale=100),
     "to_tensor": _to_tensor,
     "to_tensor_without_scaling": partial(_to_tensor, scale=False),
-    "to_tensor_by_reshape": partial(_to_tensor, axes="reshape"),
-    "to_tensor_width_first": partial(_to_tensor, axes="cwh"),
+    "to_tensor_by_reshape": partial(_to_tensor, axes=None),
+    "to_tensor_width_first": partial(_to_tensor, axes=(2, 1, 0)),
     "normalize": _normalize,
     "normalize_along_width": partial(_normalize, axis="last"),
     "nhwc_to_nchw": _nhwc_to_nchw,
