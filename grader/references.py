@@ -37,6 +37,10 @@ def _conv_output_size(I, K, P=0, S=1):
     return formulas.conv_output_size(I, K, P, S)
 
 
+def _conv_output_shape(H, W, FH, FW, P=0, S=1):
+    return formulas.conv_output_size(H, FH, P, S), formulas.conv_output_size(W, FW, P, S)
+
+
 def _output_length(N, K, mode):
     padding = {"valid": 0, "same": (K - 1) // 2, "full": K - 1}[mode]
     return formulas.conv_output_size(N, K, padding, 1)
@@ -200,6 +204,7 @@ def _build_transforms(train, *, augment=None, flip_first=False, normalize=True):
 
 REFERENCES: dict[str, Callable[..., Any]] = {
     "conv_output_size": _conv_output_size,
+    "conv_output_shape": _conv_output_shape,
     "output_length": _output_length,
     "repeated_sizes": _repeated_sizes,
     "conv2d": _conv2d,
