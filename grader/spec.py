@@ -388,7 +388,7 @@ def _threshold(path: Path, r: _Reader) -> None:
 #                              `mode: eval` hands it over in eval mode (default: train)
 #   {loader: {samples: 20, shape: [6], classes: 3, batch_size: 8, seed: N}}
 #                              a DataLoader of seeded samples and labels, in order
-#   {optimizer: sgd, lr: 0.1, momentum: 0.9} or {optimizer: adam, lr: 0.01}
+#   {optimizer: sgd, lr: 0.1, momentum: 0.9}
 #                              built over the parameters of the case's model
 #   {loss: cross_entropy}      {device: cpu}
 # `observe:` on a case compares something other than the return value: `weights` (the

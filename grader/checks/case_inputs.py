@@ -188,8 +188,7 @@ def describe_input(raw: Any) -> str:
                     f"with labels 0-{s['classes'] - 1}, batches of {s['batch_size']} (seed {s['seed']})")
         if "optimizer" in raw:
             extra = f", momentum={raw['momentum']}" if raw.get("momentum") else ""
-            name = {"sgd": "SGD", "adam": "Adam"}[raw["optimizer"]]
-            return f"torch.optim.{name}(model.parameters(), lr={raw['lr']}{extra})"
+            return f"torch.optim.SGD(model.parameters(), lr={raw['lr']}{extra})"
         if "loss" in raw:
             return "nn.CrossEntropyLoss()"
         if "device" in raw:

@@ -201,9 +201,7 @@ class _Optimizer:
         if model is None:
             raise ValueError("an optimizer needs a model among the case's arguments")
         s = self.spec
-        if s["name"] == "sgd":
-            return torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s.get("momentum", 0.0))
-        return torch.optim.Adam(model.parameters(), lr=s["lr"])
+        return torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s.get("momentum", 0.0))
 
 
 def _is_probed(v: Any) -> bool:
