@@ -243,3 +243,12 @@ def test_a_broken_training_spec_names_the_key(tmp_path, old, new, key, words):
     with pytest.raises(SpecError) as info:
         load_spec(folder / "spec.yaml")
     assert info.value.key == key and words in str(info.value)
+
+
+def test_security_page_states_what_the_flags_are_worth():
+    """docs/SECURITY.md says how many points forged flags could buy: derived from the spec."""
+    flagged = sum(c.points / len(c.options["cases"]) for c in SPEC.checks
+                  for case in c.options["cases"] if case.observe in ("training_mode", "grad_enabled",
+                                                                     "moved_to_device"))
+    text = " ".join((SOLUTIONS.parent / "docs" / "SECURITY.md").read_text().split())
+    assert f"({flagged:g} of training_loop's {sum(FULL.values()):g} points)" in text
