@@ -95,9 +95,11 @@ def decode_inputs(args: list, kwargs: dict) -> tuple[list, dict]:
     """A case's arguments as live objects; an optimizer is bound to the case's model."""
     values = [decode(v) for v in args]
     named = {k: decode(v) for k, v in kwargs.items()}
-    model = next((v for v in [*values, *named.values()] if _is_probed(v)), None)
-    bind = lambda v: v.build(model) if isinstance(v, _Optimizer) else v  # noqa: E731
-    return [bind(v) for v in values], {k: bind(v) for k, v in named.items()}
+    model = next((v for v in [*values, *named.values()] if isinstance(v, Probed)), None)
+
+    def bound(v: Any) -> Any:
+        return v.build(model) if isinstance(v, _Optimizer) else v
+    return [bound(v) for v in values], {k: bound(v) for k, v in named.items()}
 
 
 def decode(value: dict) -> Any:
@@ -204,10 +206,6 @@ class _Optimizer:
         return torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s.get("momentum", 0.0))
 
 
-def _is_probed(v: Any) -> bool:
-    return isinstance(v, Probed)
-
-
 # ---------------------------------------------------------------- calling and observing
 
 def call(fn: Any, args: list, kwargs: dict) -> Any:
@@ -224,7 +222,7 @@ def observe(what: Any, out: Any, args: list, kwargs: dict) -> Any:
     if isinstance(what, dict):
         return apply_to_images(out, decode(what["apply_to"]), int(what["draws"]))
     values = [*args, *kwargs.values()]
-    model = next(v for v in values if _is_probed(v))
+    model = next(v for v in values if isinstance(v, Probed))
     if what == "weights":
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
     if what == "moved_to_device":
