@@ -438,7 +438,9 @@ def _function(path: Path, raw: Any, i: int) -> FunctionSpec:
                         "e.g. forbid: [conv2d, max_pool2d]")
     accept = r.get("accept", list, [])
     for n, other in enumerate(accept):
-        _known_reference(path, f"{r.key('accept')}[{n}]", other if isinstance(other, str) else repr(other))
+        if not isinstance(other, str):
+            raise SpecError(path, f"{r.key('accept')}[{n}]", f"expected a reference name, got {other!r}")
+        _known_reference(path, f"{r.key('accept')}[{n}]", other)
     return FunctionSpec(name=name, signature=r.get("signature", str, ""), reference=reference,
                         returns=returns, rtol=_tolerance(path, r, "rtol", 1e-4),
                         atol=_tolerance(path, r, "atol", 1e-5), forbid=tuple(forbid),
