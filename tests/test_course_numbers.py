@@ -672,3 +672,16 @@ def test_model_readmes_state_the_specs_bars(name):
     subset = acc.options["subset"]
     assert f"{subset['min_accuracy']:.0%} (partial from {subset['partial_from']:.0%})" in text
     assert f"Full marks from {acc.options['min_accuracy']:.0%}" in text
+
+
+@pytest.mark.parametrize("name", ["cifar10_strided", "cifar10_vgg"])
+def test_model_readmes_quote_the_specs_measurements(name):
+    """The README's ranges are the spec's recorded seeds: reference and both controls."""
+    import re
+
+    acc = next(c for c in spec(name).checks if c.kind == "accuracy")
+    text = readme(name)
+    for part in acc.options["measured"].split(";"):
+        values = [float(v) for v in re.findall(r"0\.\d{4}", part)]
+        assert len(values) == 3, part
+        assert f"{min(values):.1%} to {max(values):.1%}" in text, part
