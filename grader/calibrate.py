@@ -178,7 +178,7 @@ def report(spec: Spec, cal: Calibration) -> str:
              "measured:", f"  reference: [{', '.join(f'{a:.4f}' for a in cal.accuracies)}]",
              f"  linear: {cal.linear.accuracy:.4f}",
              f"  no_activation: {cal.no_activation.accuracy:.4f}",
-             f"  on: \"{cal.device}, seeds {cal.reference[0].seed}-{cal.reference[-1].seed}\""]
+             f"  setup: \"{cal.device}, seeds {cal.reference[0].seed}-{cal.reference[-1].seed}\""]
     head = ["", "Proposed for spec.yaml, in the accuracy check" +
             (f" under `{cal.variant}:`" if cal.variant in THRESHOLD_VARIANTS else "") + ":"]
     return "\n".join(lines + head + [indent + b for b in block])

@@ -46,6 +46,12 @@ def linear_params(n_in: int, n_out: int, bias: bool = True) -> int:
     return (n_in + (1 if bias else 0)) * n_out
 
 
+def batchnorm_params(channels: int) -> int:
+    """Batch normalisation learns a scale and a shift per channel; its running mean and
+    variance are buffers (statistics it keeps), not parameters."""
+    return 2 * channels
+
+
 def subsample_params(channels: int) -> int:
     """LeNet-5's trainable subsampling: one coefficient and one bias per map."""
     return 2 * channels

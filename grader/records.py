@@ -31,7 +31,7 @@ MAX_DIMS = 8
 MAX_DIM = 1 << 31
 HYPER_KEYS = frozenset({"in_channels", "out_channels", "kernel_size", "stride", "padding",
                         "dilation", "groups", "output_padding", "ceil_mode", "in_features",
-                        "out_features", "bias", "p", "num_features"})
+                        "out_features", "bias", "p", "num_features", "training"})
 
 
 class Malformed(ValueError):

@@ -6,6 +6,7 @@ student is graded against it, rather than silently costing students points.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from . import formulas
+from .casekinds import DEVICES, LOSSES, MODEL_LAYERS, OBSERVATIONS, OPTIMIZERS
 from .errors import SpecError
 from .forms import FORMS
 
@@ -34,7 +36,12 @@ LAYER_TYPES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "subsample": (("kernel_size",), {"stride": None}),
     "linear": (("in_features", "out_features"), {"bias": True}),
     "flatten": ((), {}),
+    # Layers that change values but not shapes (issue 14's cifar10_vgg): batch normalisation
+    # learns a scale and a shift per channel; dropout learns nothing.
+    "batchnorm2d": (("num_features",), {}),
+    "dropout": ((), {}),
 }
+SHAPE_KEEPING = ("batchnorm2d", "dropout")
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,9 @@ class LayerSpec:
                                         hp["kernel_size"], hp["groups"], hp["bias"])
         if self.type == "linear":
             return formulas.linear_params(hp["in_features"], hp["out_features"], hp["bias"])
-        return 0  # pooling and flatten learn nothing; subsample is set in expected_shapes
+        if self.type == "batchnorm2d":
+            return formulas.batchnorm_params(hp["num_features"])
+        return 0  # pooling, flatten and dropout learn nothing; subsample is set in expected_shapes
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,17 @@ class FunctionSpec:
     atol: float = 1e-5
     forbid: tuple[str, ...] = ()       # torch functions it must not call ("from scratch")
     time_limit_s: float = 5.0
+    accept: tuple[str, ...] = ()       # other references whose answer also passes
+    mistakes: tuple[Mistake, ...] = ()  # known wrong answers, named in feedback
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known wrong answer: a reference that makes the mistake, and what to tell a student
+    whose answer equals it."""
+
+    reference: str
+    says: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,8 @@ class CaseSpec:
     label: str = ""
     hidden: bool = False               # from hidden_cases.yaml: inputs never shown to students
     where: str = ""                    # file and key, for error messages
+    observe: Any = None                # None (the return value), an OBSERVATIONS name, or
+                                       # {apply_to: IMAGES, draws: N}
 
 
 @dataclass(frozen=True)
@@ -363,14 +385,16 @@ def _measured(path: Path, r: _Reader) -> None:
     if "measured" not in r.data:
         return
     m = _Reader(path, r.data["measured"], r.key("measured"))
-    m.unknown({"reference", "linear", "no_activation", "on"})
+    m.unknown({"reference", "linear", "no_activation", "setup"})
     fix = "paste what `grade calibrate` prints"
-    reference = m.get("reference", list, fix=fix)
-    for key, value in [("reference", v) for v in reference] + \
-            [(k, m.get(k, (int, float), fix=fix)) for k in ("linear", "no_activation")]:
+    values = [("reference", v) for v in m.get("reference", list, fix=fix)]
+    for key in ("linear", "no_activation"):     # seed 0 alone, or one accuracy per seed
+        got = m.get(key, (int, float, list), fix=fix)
+        values += [(key, v) for v in (got if isinstance(got, list) else [got])]
+    for key, value in values:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise SpecError(path, m.key(key), f"must be accuracies in [0, 1], got {value!r}", fix)
-    m.get("on", str, "")
+    m.get("setup", str, "")
 
 
 def _threshold(path: Path, r: _Reader) -> None:
@@ -405,18 +429,39 @@ def _threshold(path: Path, r: _Reader) -> None:
 # Values: numbers, strings, lists, {tensor: NESTED_LIST, dtype: float32},
 # {random: SHAPE, seed: N, dist: normal|uniform|integers|simplex, low:, high:, scale:},
 # {model: [[Linear, 784, 512], [ReLU], [Conv2d, 1, 64, 5, {bias: false}]], freeze: [0]}.
+# A tensor or random value with `as: numpy` reaches the function as a numpy array (an image
+# as OpenCV or a dataset's `.data` holds it: `dtype: uint8`, H x W x C).
 # Random inputs depend only on the seed written here (not on --seed), so a student's self-check
 # and the instructor's run call the functions on the same inputs. `returns: int` demands whole
 # numbers (int or an integer tensor); `tensor` a torch.Tensor; `float` and `any` accept numbers.
 # Hidden groups live in solutions/<name>/hidden_cases.yaml (or $GRADER_SOLUTIONS/<name>/):
 # a mapping from group name to a list of cases in the same format.
+#
+# Live values, for functions that train or evaluate (grader/worker/fixtures.py builds them the
+# same way in the worker and in the parent, from data the parent made):
+#   {model: LAYERS, seed: N}   real weights drawn from the seed (without `seed`: meta tensors);
+#                              `mode: eval` hands it over in eval mode (default: train)
+#   {loader: {samples: 20, shape: [6], classes: 3, batch_size: 8, seed: N}}
+#                              a DataLoader of seeded samples and labels, in order
+#   {optimizer: sgd, lr: 0.1, momentum: 0.9}
+#                              built over the parameters of the case's model
+#   {loss: cross_entropy}      {device: cpu}
+# `observe:` on a case compares something other than the return value: `weights` (the
+# model's parameters and buffers after the call), `training_mode`, `grad_enabled` or
+# `moved_to_device` (noted at each forward call; every call must agree with the reference),
+# or {apply_to: IMAGES, draws: N}: the returned callable (e.g. torchvision transforms) applied
+# N times to each image from a seeded generator. Such cases take their expected value from the
+# reference, never from `expect:`.
+# On a function, `accept: [REFERENCE, ...]` names other references whose answers also pass (the
+# same augmentation in another order), and `mistakes: [{reference: NAME, says: TEXT}]` names
+# known wrong answers: a failing case whose value equals one is told TEXT.
 
 HIDDEN_CASES_FILE = "hidden_cases.yaml"
 RETURNS = ("any", "int", "float", "tensor")
-DTYPES = ("float32", "float64", "int64", "bool")
+DTYPES = ("float32", "float64", "int64", "bool", "uint8")
 RANDOM_DISTS = ("normal", "uniform", "integers", "simplex")
-MODEL_LAYERS = ("Linear", "Conv2d", "ReLU", "Tanh", "Sigmoid", "Flatten", "MaxPool2d", "AvgPool2d")
 MAX_RANDOM_VALUES = 100_000
+LIVE_KINDS = ("loader", "optimizer", "loss", "device")
 
 
 def hidden_cases_file(spec_path: Path) -> Path:
@@ -431,7 +476,7 @@ def hidden_cases_file(spec_path: Path) -> Path:
 def _function(path: Path, raw: Any, i: int) -> FunctionSpec:
     r = _Reader(path, raw, f"functions[{i}]")
     r.unknown({"name", "signature", "reference", "returns", "rtol", "atol", "forbid",
-               "time_limit_s", "note"})
+               "time_limit_s", "note", "accept", "mistakes"})
     name = r.get("name", str)
     if not name.isidentifier():
         raise SpecError(path, r.key("name"), f"{name!r} is not a Python function name",
@@ -446,10 +491,26 @@ def _function(path: Path, raw: Any, i: int) -> FunctionSpec:
     if not all(isinstance(f, str) for f in forbid):
         raise SpecError(path, r.key("forbid"), "expected a list of torch function names",
                         "e.g. forbid: [conv2d, max_pool2d]")
+    accept = r.get("accept", list, [])
+    for n, other in enumerate(accept):
+        if not isinstance(other, str):
+            raise SpecError(path, f"{r.key('accept')}[{n}]", f"expected a reference name, got {other!r}")
+        _known_reference(path, f"{r.key('accept')}[{n}]", other)
     return FunctionSpec(name=name, signature=r.get("signature", str, ""), reference=reference,
                         returns=returns, rtol=_tolerance(path, r, "rtol", 1e-4),
                         atol=_tolerance(path, r, "atol", 1e-5), forbid=tuple(forbid),
-                        time_limit_s=float(r.positive("time_limit_s", 5.0, kind=float)))
+                        time_limit_s=float(r.positive("time_limit_s", 5.0, kind=float)),
+                        accept=tuple(accept),
+                        mistakes=tuple(_mistake(path, m, f"{r.key('mistakes')}[{n}]")
+                                       for n, m in enumerate(r.get("mistakes", list, []))))
+
+
+def _mistake(path: Path, raw: Any, where: str) -> Mistake:
+    r = _Reader(path, raw, where)
+    r.unknown({"reference", "says"})
+    reference = r.get("reference", str, fix="the reference that makes this mistake")
+    _known_reference(path, r.key("reference"), reference)
+    return Mistake(reference, r.get("says", str, fix="what to tell a student who made it"))
 
 
 def _tolerance(path: Path, r: _Reader, key: str, default: float | None) -> float | None:
@@ -516,7 +577,8 @@ def _hidden_cases(path: Path, raw: dict, where: str, default: str | None,
 def _case(file: Path, raw: Any, where: str, default: str | None,
           by_name: dict[str, FunctionSpec]) -> CaseSpec:
     r = _Reader(file, raw, where)
-    r.unknown({"function", "label", "args", "kwargs", "expect", "reference", "rtol", "atol"})
+    r.unknown({"function", "label", "args", "kwargs", "expect", "reference", "rtol", "atol",
+               "observe"})
     name = r.get("function", str, default)
     if name is None:
         raise SpecError(file, r.key("function"), "missing",
@@ -542,10 +604,44 @@ def _case(file: Path, raw: Any, where: str, default: str | None,
     if not has_expect and reference is None and by_name[name].reference is None:
         raise SpecError(file, where, "has neither `expect:` nor a reference to compute it",
                         f"add `expect: VALUE`, or `reference: NAME` here or on function {name}")
+    observe = _observe(file, r, [*args, *kwargs.values()])
+    if observe is not None and has_expect:
+        raise SpecError(file, r.key("expect"), "cannot be used with `observe:`",
+                        "what a case observes comes from the reference: remove `expect:`")
     return CaseSpec(function=name, args=tuple(args), kwargs=dict(kwargs),
                     expect=r.data.get("expect"), has_expect=has_expect, reference=reference,
                     rtol=_tolerance(file, r, "rtol", None), atol=_tolerance(file, r, "atol", None),
-                    label=str(r.get("label", (str, int, float), "")), where=f"{file.name}: {where}")
+                    label=str(r.get("label", (str, int, float), "")), where=f"{file.name}: {where}",
+                    observe=observe)
+
+
+def _observe(file: Path, r: _Reader, values: list) -> Any:
+    """The case's `observe:` (None: the return value), checked against what the case passes:
+    observing a model, or building an optimizer, needs a model with real weights."""
+    seeded = any(isinstance(v, dict) and "model" in v and "seed" in v for v in values)
+    if not seeded and any(isinstance(v, dict) and "optimizer" in v for v in values):
+        raise SpecError(file, r.key("args"), "has an optimizer but no model with weights",
+                        "add a model argument with a seed: {model: [...], seed: N}")
+    observe = r.get("observe", (str, dict), None)
+    if isinstance(observe, str):
+        if observe not in OBSERVATIONS:
+            raise SpecError(file, r.key("observe"), f"unknown observation {observe!r}",
+                            f"use one of: {', '.join(OBSERVATIONS)}, or {{apply_to: IMAGES, draws: N}}")
+        if not seeded:
+            raise SpecError(file, r.key("observe"), f"observes {observe} but the case has no "
+                            "model with weights", "add {model: [...], seed: N} to the arguments")
+    elif isinstance(observe, dict):
+        o = _Reader(file, observe, r.key("observe"))
+        o.unknown({"apply_to", "draws"})
+        images = o.get("apply_to", dict, fix="the images, e.g. {random: [2, 32, 32, 3], seed: 1, "
+                                              "dist: integers, low: 0, high: 256, dtype: uint8}")
+        _value(file, images, o.key("apply_to"))
+        if images.get("dtype") != "uint8" or len(images.get("random", [])) != 4:
+            raise SpecError(file, o.key("apply_to"), "must be random uint8 images, N x H x W x C",
+                            "e.g. {random: [2, 32, 32, 3], seed: 1, dist: integers, low: 0, "
+                            "high: 256, dtype: uint8}")
+        o.positive("draws")
+    return observe
 
 
 def _value(file: Path, raw: Any, where: str, expect: bool = False) -> None:
@@ -558,14 +654,21 @@ def _value(file: Path, raw: Any, where: str, expect: bool = False) -> None:
         return
     if not isinstance(raw, dict):
         raise SpecError(file, where, f"cannot be used as a value ({_kind(raw)})")
-    kinds = [k for k in ("tensor", "random", "model") if k in raw]
+    kinds = [k for k in ("tensor", "random", "model", *LIVE_KINDS) if k in raw]
     if len(kinds) != 1 or (expect and kinds[0] != "tensor"):
-        allowed = "{tensor: [...]}" if expect else "{tensor: [...]}, {random: SHAPE, seed: N} or {model: [...]}"
+        allowed = "{tensor: [...]}" if expect else \
+            "{tensor: [...]}, {random: SHAPE, seed: N}, {model: [...]}, {loader: {...}}, " \
+            "{optimizer: NAME, lr: X}, {loss: NAME} or {device: NAME}"
         raise SpecError(file, where, "is a mapping but not a value the grader knows",
                         f"write it as {allowed}")
     r = _Reader(file, raw, where)
+    if kinds[0] in LIVE_KINDS:
+        _live_value(file, r, kinds[0])
+        return
+    if kinds[0] in ("tensor", "random") and r.get("as", str, "tensor") not in ("tensor", "numpy"):
+        raise SpecError(file, r.key("as"), f"unknown kind {raw['as']!r}", "use tensor or numpy")
     if kinds[0] == "tensor":
-        r.unknown({"tensor", "dtype"})
+        r.unknown({"tensor", "dtype", "as"})
         _dtype(file, r, "float32")
         import numpy as np
 
@@ -577,15 +680,13 @@ def _value(file: Path, raw: Any, where: str, expect: bool = False) -> None:
         if arr.size == 0:
             raise SpecError(file, r.key("tensor"), "is empty")
     elif kinds[0] == "random":
-        r.unknown({"random", "seed", "dist", "low", "high", "scale", "dtype"})
+        r.unknown({"random", "seed", "dist", "low", "high", "scale", "dtype", "as"})
         shape = r.get("random", list, fix="the shape, e.g. random: [2, 3, 7, 7]")
         if not shape or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                 for v in shape):
             raise SpecError(file, r.key("random"), f"expected a shape of positive integers, got {shape!r}",
                             "e.g. random: [2, 3, 7, 7]")
-        size = 1
-        for v in shape:
-            size *= v
+        size = math.prod(shape)
         if size > MAX_RANDOM_VALUES:
             raise SpecError(file, r.key("random"), f"has {size:,} values (at most {MAX_RANDOM_VALUES:,})",
                             "small inputs find the same mistakes and keep grading quick")
@@ -602,27 +703,67 @@ def _value(file: Path, raw: Any, where: str, expect: bool = False) -> None:
         r.positive("scale", 1.0, kind=float)
         _dtype(file, r, "int64" if dist == "integers" else "float32")
     else:
-        r.unknown({"model", "freeze"})
+        r.unknown({"model", "freeze", "seed", "mode"})
         layers = r.get("model", list, fix="e.g. model: [[Linear, 784, 512], [ReLU], [Linear, 512, 10]]")
         for n, layer in enumerate(layers):
-            key = f"{r.key('model')}[{n}]"
-            if not (isinstance(layer, list) and layer and layer[0] in MODEL_LAYERS):
-                raise SpecError(file, key, f"is not a layer: {layer!r}",
-                                f"write [Name, args...] with Name one of: {', '.join(MODEL_LAYERS)}")
-            for n_arg, a in enumerate(layer[1:], start=1):
-                if isinstance(a, dict) and n_arg == len(layer) - 1:
-                    bad = sorted(set(a) - {"bias", "stride", "padding"})
-                    if bad or not all(isinstance(v, (bool, int)) for v in a.values()):
-                        raise SpecError(file, key, f"has keyword arguments the grader does not "
-                                                   f"build models with: {a!r}",
-                                        "use bias: true/false, stride: N or padding: N")
-                elif not isinstance(a, int) or isinstance(a, bool):
-                    raise SpecError(file, key, f"has an argument {a!r} that is not an integer",
-                                    "keyword arguments go last, as a mapping: {bias: false}")
+            _model_layer(file, layer, f"{r.key('model')}[{n}]")
+        if r.get("seed", int, 0) < 0:
+            raise SpecError(file, r.key("seed"), f"must be >= 0, got {raw['seed']}")
+        if r.get("mode", str, "train") not in ("train", "eval") or ("mode" in raw and "seed" not in raw):
+            raise SpecError(file, r.key("mode"), "is train or eval, on a model with a seed",
+                            "mode: eval hands the function a model left in eval mode")
         for index in r.get("freeze", list, []):
             if not (isinstance(index, int) and 0 <= index < len(layers)):
                 raise SpecError(file, r.key("freeze"), f"{index!r} is not a layer index",
                                 f"use 0 to {len(layers) - 1}")
+
+
+def _model_layer(file: Path, layer: Any, key: str) -> None:
+    """[Name, int args..., {keyword args}]; Dropout's probability may be a fraction."""
+    if not (isinstance(layer, list) and layer and layer[0] in MODEL_LAYERS):
+        raise SpecError(file, key, f"is not a layer: {layer!r}",
+                        f"write [Name, args...] with Name one of: {', '.join(MODEL_LAYERS)}")
+    for n_arg, a in enumerate(layer[1:], start=1):
+        if isinstance(a, dict) and n_arg == len(layer) - 1:
+            bad = sorted(set(a) - {"bias", "stride", "padding"})
+            if bad or not all(isinstance(v, (bool, int)) for v in a.values()):
+                raise SpecError(file, key, f"has keyword arguments the grader does not "
+                                           f"build models with: {a!r}",
+                                "use bias: true/false, stride: N or padding: N")
+        elif layer[0] == "Dropout" and isinstance(a, float) and 0 <= a < 1:
+            continue
+        elif not isinstance(a, int) or isinstance(a, bool):
+            raise SpecError(file, key, f"has an argument {a!r} that is not an integer",
+                            "keyword arguments go last, as a mapping: {bias: false}")
+
+
+def _live_value(file: Path, r: _Reader, kind: str) -> None:
+    """A loader, an optimizer, a loss or a device (see the grammar above)."""
+    if kind == "loader":
+        r.unknown({"loader"})
+        spec = _Reader(file, r.get("loader", dict), r.key("loader"))
+        spec.unknown({"samples", "shape", "classes", "batch_size", "seed"})
+        for key in ("samples", "classes", "batch_size"):
+            spec.positive(key)
+        shape = spec.get("shape", list, fix="the shape of one sample, e.g. shape: [1, 8, 8]")
+        if not shape or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                for v in shape):
+            raise SpecError(file, spec.key("shape"), f"expected positive integers, got {shape!r}")
+        if spec.data["samples"] * math.prod(shape) > MAX_RANDOM_VALUES:
+            raise SpecError(file, spec.key("samples"), "makes more values than a case may hold",
+                            "small problems find the same mistakes and keep grading quick")
+        if spec.get("seed", int, fix="give the loader its own seed, e.g. seed: 1") < 0:
+            raise SpecError(file, spec.key("seed"), "must be >= 0")
+        return
+    names = {"optimizer": OPTIMIZERS, "loss": LOSSES, "device": DEVICES}[kind]
+    r.unknown({kind, "lr", "momentum"} if kind == "optimizer" else {kind})
+    name = r.get(kind, str)
+    if name not in names:
+        raise SpecError(file, r.key(kind), f"unknown {kind} {name!r}", f"use one of: {', '.join(names)}")
+    if kind == "optimizer":
+        for key, default in (("lr", ...), ("momentum", 0)):
+            if r.get(key, (int, float), default, fix="e.g. lr: 0.1") < 0:
+                raise SpecError(file, r.key(key), f"must be >= 0, got {r.data[key]}")
 
 
 def _numeric(file: Path, key: str, raw: Any) -> None:
@@ -749,6 +890,11 @@ def _input_for(layer: LayerSpec, src: tuple[int, ...]) -> tuple[int, ...]:
 def layer_output_shape(layer: LayerSpec, in_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Output shape (without batch) of one spec layer for a given input shape."""
     hp, t = layer.hp, layer.type
+    if t in SHAPE_KEEPING:
+        if t == "batchnorm2d" and (len(in_shape) != 3 or in_shape[0] != hp["num_features"]):
+            raise ValueError(f"{layer.name} (batchnorm2d) normalises {hp['num_features']} "
+                             f"channels, but its input is {_fmt(in_shape)}")
+        return in_shape
     if t == "flatten":
         n = 1
         for v in in_shape:

@@ -195,3 +195,16 @@ def leftovers(markers: list[str]) -> list[str]:
         if state != "Z" and any(m in cmdline for m in markers):
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+def graded_functions(tmp_path: Path, name: str, replacements: list[tuple[str, str]]):
+    """A planted-bug copy of a function assignment's solution, graded in-process (the CLI's
+    path minus one Python start) on its functions checks; solutions/ is present, so the
+    hidden cases run too."""
+    from grader.runner import Options
+    from grader.runner import grade as grade_in_process
+    from grader.spec import load_spec
+
+    path = variant(tmp_path, SOLUTIONS / name / f"{name}.py", replacements, name=f"{name}.py")
+    return grade_in_process(path, load_spec(ASSIGNMENTS / name / "spec.yaml"),
+                            Options(only=frozenset({"functions"})))

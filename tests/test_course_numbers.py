@@ -248,6 +248,68 @@ def test_outline_emboss_blur():
     assert kept == [[[[sum(map(sum, blur)) * c.args[0]["tensor"][0][0][0][0]] * 3] * 3]]
 
 
+def lecture_pattern(n):
+    """The theory lecture's inputs: 1 2 3 0 repeated, each row the one above shifted right."""
+    return [[(c - r + 1) % 4 for c in range(n)] for r in range(n)]
+
+
+LECTURE_FILTER = [[2, 0, 1], [0, 1, 2], [1, 0, 2]]
+
+
+def correlate(image, kernel, padding=0, stride=1):
+    """Sum of products of the kernel with every window (no flip), the definition itself."""
+    n, k = len(image), len(kernel)
+    side = n + 2 * padding
+    padded = [[image[r - padding][c - padding] if 0 <= r - padding < n and 0 <= c - padding < n
+               else 0 for c in range(side)] for r in range(side)]
+    size = out_size(n, k, padding, stride)
+    return [[sum(padded[i * stride + a][j * stride + b] * kernel[a][b]
+                 for a in range(k) for b in range(k)) for j in range(size)] for i in range(size)]
+
+
+def rows_text(grid):
+    return " / ".join(" ".join(str(v) for v in row) for row in grid)
+
+
+def test_the_theory_lectures_worked_example():
+    four = lecture_pattern(4)
+    plain, same = correlate(four, LECTURE_FILTER), correlate(four, LECTURE_FILTER, padding=1)
+    seven = lecture_pattern(7)
+    stride2 = correlate(seven, LECTURE_FILTER, stride=2)
+    for label, want, image in (("15 16 / 6 15", plain, four), ("the map stays 4x4", same, four),
+                               ("7x7 input with stride 2", stride2, seven)):
+        value, c = expected("conv_arithmetic", "conv2d", label=label)
+        assert value == [[want]] and c.args[0]["tensor"] == [[image]]
+        assert c.args[1]["tensor"] == [[LECTURE_FILTER]]
+    assert plain == [[15, 16], [6, 15]]               # the lecture's printed map
+    assert len(same) == 4 and stride2[0][:2] == [15, 17] and len(stride2) == out_size(7, 3, 0, 2)
+    assert len(correlate(seven, LECTURE_FILTER)) == out_size(7, 3) == 5
+    text = readme("conv_arithmetic")
+    assert f"give the 2x2 map {rows_text(plain)}" in text
+    assert f"the map stays 4x4: {rows_text(same)}" in text
+    first = " + ".join(f"{four[a][b]}*{LECTURE_FILTER[a][b]}" for a in range(3) for b in range(3))
+    assert f"{first} = {plain[0][0]}" in text
+    assert f"starts {stride2[0][0]}, {stride2[0][1]}: OH = (7 - 3)/2 + 1 = {out_size(7, 3, 0, 2)}" in text
+    got = solution("conv_arithmetic").conv2d(torch.tensor([[seven]], dtype=torch.float32),
+                                             torch.tensor([[LECTURE_FILTER]], dtype=torch.float32), stride=2)
+    assert got[0, 0].tolist() == stride2
+
+
+def test_the_non_square_form():
+    sol = solution("conv_arithmetic")
+    shape_cases = [c for check in spec("conv_arithmetic").checks for c in check.options["cases"]
+                   if c.function == "conv_output_shape" and not c.hidden]
+    assert len(shape_cases) >= 4
+    for c in shape_cases:
+        h, w, fh, fw, *rest = c.args
+        want = [out_size(h, fh, *rest), out_size(w, fw, *rest)]
+        assert list(sol.conv_output_shape(*c.args)) == want
+        if c.has_expect:
+            assert c.expect == want
+    assert f"A 28x32 input and a 5x3 filter give {out_size(28, 5)}x{out_size(32, 3)}" in \
+        readme("conv_arithmetic")
+
+
 # ---------------------------------------------------------------- pooling
 
 def pool_size(i, k=2, s=None):
@@ -489,3 +551,136 @@ def test_unet_counts():
         "up2": conv_params(8, 32, 16), "dec2": conv_params(5, 16 + 16, 16),
         "up1": conv_params(4, 16, 8), "dec1": conv_params(5, 8 + 8, 8),
         "fc": linear_params(8 * 8 * 8, 10)})
+
+
+# ---------------------------------------------------------------- issue 14's assignments
+
+def points_text(name):
+    """Every check's points as the README's grading list writes them: `**id** (points)`."""
+    checks = spec(name).checks
+    return [f"**{c.id}** ({c.points:g})" for c in checks], sum(c.points for c in checks)
+
+
+@pytest.mark.parametrize("name", ["training_loop", "data_pipeline"])
+def test_function_readmes_state_the_specs_points(name):
+    items, total = points_text(name)
+    text = readme(name)
+    assert f"How it is graded ({total:g} points)" in text
+    for item in items:
+        assert item in text
+
+
+def test_a_smaller_last_batch():
+    ragged = [c for c in spec("training_loop").checks if c.id == "epoch_loss"][0].options["cases"]
+    loader = next(a["loader"] for c in ragged for a in c.args
+                  if "loader" in a and a["loader"]["samples"] % a["loader"]["batch_size"])
+    n, b = loader["samples"], loader["batch_size"]
+    last = n - b * (n // b)
+    assert f"With {n} samples in batches of {b}, the last batch holds {last}" in readme("training_loop")
+    # the two means differ: a batch of `last` counts b/last times too much when batches are averaged
+    losses = [1.0] * (n // b) + [2.0]
+    per_sample = (sum(losses[:-1]) * b + losses[-1] * last) / n
+    assert per_sample != sum(losses) / len(losses)
+
+
+def test_pixel_values_through_the_pipeline():
+    text = readme("data_pipeline")
+    grey = 51
+    assert f"a value of {grey} becomes {grey / 255:g}" in text
+    normalised = {x: (x - 0.5) / 0.5 for x in (0, 0.5, 1)}
+    assert normalised == {0: -1, 0.5: 0, 1: 1}
+    assert "0 becomes -1, 0.5 becomes 0 and 1 stays 1" in text
+    value, c = expected("data_pipeline", "to_tensor", label="grey of 51")
+    image = np.array(c.args[0]["tensor"])
+    assert np.allclose(value, image.transpose(2, 0, 1) / 255)
+    value, c = expected("data_pipeline", "normalize", label="maps 0, 0.5 and 1")
+    assert np.allclose(value, (np.array(c.args[0]["tensor"]) - 0.5) / 0.5)
+    rgb, c = expected("data_pipeline", "bgr_to_rgb", label="pure blue")
+    bgr = c.args[0]["tensor"][0][0]
+    assert rgb == [[bgr[::-1]]]
+    assert f"({', '.join(map(str, bgr))}) in BGR and ({', '.join(map(str, bgr[::-1]))}) in RGB" in text
+
+
+def test_random_crop_positions():
+    side, pad = 32, 4
+    padded = side + 2 * pad
+    positions = (padded - side + 1) ** 2
+    assert f"({padded}x{padded}) and cuts a random {side}x{side} window out of it " \
+           f"({padded - side + 1} x {padded - side + 1} = {positions} positions)" in readme("data_pipeline")
+
+
+def test_cifar10_strided_sizes_and_counts():
+    sizes, i = [], 32
+    for _ in range(3):
+        i = out_size(i, 3, 0, 2)
+        sizes.append(i)
+    flat = 128 * sizes[-1] ** 2
+    layers = spec_layers("cifar10_strided")
+    assert [layers[n].out_shape for n in ("conv1", "conv2", "conv3", "flatten")] == \
+        [(32, sizes[0], sizes[0]), (64, sizes[1], sizes[1]), (128, sizes[2], sizes[2]), (flat,)]
+    text = readme("cifar10_strided")
+    previous = 32
+    for size in sizes:
+        exact = (previous - 3) / 2
+        shown = f"floor({exact})" if exact != int(exact) else f"{int(exact)}"
+        assert f"floor(({previous} - 3 + 2*0)/2) + 1 = {shown} + 1 = {size}" in text
+        previous = size
+    halved = [32 // 2, 32 // 4, 32 // 8]                  # the mistake the README warns about
+    assert f"32, {halved[0]}, {halved[1]}, {halved[2]}" in text
+    assert f"128*{halved[2]}*{halved[2]} = {128 * halved[2] ** 2}" in text
+    counts = {"conv1": conv_params(3, 3, 32), "conv2": conv_params(3, 32, 64),
+              "conv3": conv_params(3, 64, 128), "fc1": linear_params(flat, 1024),
+              "fc2": linear_params(1024, 10)}
+    check_counts("cifar10_strided", counts)
+    assert f"{round(100 * counts['fc1'] / sum(counts.values()))}% of them in fc1" in text
+
+
+def test_cifar10_vgg_sizes_and_counts():
+    assert all(out_size(i, 3, 1) == i for i in (32, 16, 8))      # padding 1 keeps the size
+    sides = [pool_size(32), pool_size(pool_size(32)), pool_size(pool_size(pool_size(32)))]
+    flat = 128 * sides[-1] ** 2
+    layers = spec_layers("cifar10_vgg")
+    assert [layers[f"pool{b}"].out_shape for b in (1, 2, 3)] == \
+        [(c, s, s) for c, s in zip((32, 64, 128), sides)]
+    assert layers["flatten"].out_shape == (flat,) == (2048,)
+    blocks, text = {}, readme("cifar10_vgg")
+    c_in = 3
+    for b, c in zip((1, 2, 3), (32, 64, 128)):
+        parts = [conv_params(3, c_in, c), 2 * c, conv_params(3, c, c), 2 * c]   # batch norm: 2 per channel
+        assert [layers[f"{kind}{b}{ab}"].params for ab in "ab" for kind in ("conv", "bn")] == parts
+        blocks[f"block{b}"] = sum(parts)
+        assert f"{' + '.join(f'{n:,}' for n in parts)} = {sum(parts):,} |" in text
+        c_in = c
+    counts = {**blocks, "fc1": linear_params(flat, 1024), "fc2": linear_params(1024, 10)}
+    model = model_solution("cifar10_vgg")
+    assert torch_counts(model) == counts
+    total = sum(counts.values())
+    assert sum(x.params for x in layers.values()) == total and f"Total: {total:,} parameters" in text
+    assert f"(2048 + 1)*1024 = {counts['fc1']:,} |" in text
+    # the running statistics are buffers: as many values as the scale and shift, not counted
+    buffers = sum(b.numel() for n, b in model.named_buffers() if "running" in n)
+    assert buffers == sum(2 * c for c in (32, 64, 128)) * 2
+    assert sum(p.numel() for p in model.parameters()) == total
+    assert f"all {len(layers)} layers" in text
+    assert model.forward(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["cifar10_strided", "cifar10_vgg"])
+def test_model_readmes_state_the_specs_bars(name):
+    acc = next(c for c in spec(name).checks if c.kind == "accuracy")
+    text = readme(name)
+    subset = acc.options["subset"]
+    assert f"{subset['min_accuracy']:.0%} (partial from {subset['partial_from']:.0%})" in text
+    assert f"Full marks from {acc.options['min_accuracy']:.0%}" in text
+
+
+@pytest.mark.parametrize("name", ["cifar10_strided", "cifar10_vgg"])
+def test_model_readmes_quote_the_specs_measurements(name):
+    """The README's ranges are the spec's recorded seeds: reference and both controls."""
+    acc = next(c for c in spec(name).checks if c.kind == "accuracy")
+    text = readme(name)
+    measured = acc.options["subset"]["measured"]
+    for side in ("reference", "linear", "no_activation"):
+        values = measured[side]
+        assert len(values) == 3, side
+        assert f"{min(values):.1%} to {max(values):.1%}" in text, side

@@ -121,8 +121,9 @@ def test_true_division_in_the_size_formula(tmp_path):
     got, feedback, _ = scores(tmp_path, "conv_arithmetic", [
         ("return (I - K + 2 * P) // S + 1", "return (I - K + 2 * P) / S + 1")])
     # every size is a float now, and conv2d cannot make a tensor of float size;
-    # only the three make_filter cases of feature_maps still pass
-    assert got == {"output_size": 0.0, "conv2d": 0.0, "feature_maps": share(3, 3, 9)}
+    # only the three make_filter cases of feature_maps still pass, and no worked example
+    assert got == {"output_size": 0.0, "conv2d": 0.0, "feature_maps": share(3, 3, 9),
+                   "worked_examples": 0.0}
     assert f"returned a float ({32 - 5 + 1}.0); expected a whole number (int)" in feedback["output_size"]
 
 
@@ -130,8 +131,11 @@ def test_flipped_kernel_passes_only_symmetric_kernels(tmp_path):
     got, feedback, _ = scores(tmp_path, "conv_arithmetic", [
         ("(window[:, None] * weight[None])", "(window[:, None] * weight.flip(2, 3)[None])")])
     # conv2d: only the hidden 1x1 kernel survives a flip. feature_maps: the X's diagonal kernel,
-    # outline and blur are symmetric under a half turn; the random 2x2 and hidden 3x3 kernels fail
-    assert got == {"output_size": 3.0, "conv2d": share(4, 1, 10), "feature_maps": share(3, 7, 9)}
+    # outline and blur are symmetric under a half turn; the random 2x2 and hidden 3x3 kernels fail.
+    # worked_examples: the lecture's filter and the 2 hidden random ones are not symmetric, so
+    # its 5 conv2d cases fail and its 8 conv_output_shape cases pass
+    assert got == {"output_size": 3.0, "conv2d": share(4, 1, 10), "feature_maps": share(3, 7, 9),
+                   "worked_examples": share(3, 8, 13)}
     lecture = [[10 * 1 + 20 * 0 + 0 * 0 + 1 * 2, 20 * 1 + 30 * 0 + 1 * 0 + 0 * 2]]  # 12, 20
     assert f"expected: tensor([[[[{lecture[0][0]}.0, {lecture[0][1]}.0," in feedback["conv2d"]
 
@@ -139,15 +143,18 @@ def test_flipped_kernel_passes_only_symmetric_kernels(tmp_path):
 def test_padding_ignored(tmp_path):
     got, feedback, _ = scores(tmp_path, "conv_arithmetic", [
         ("    x = F.pad(x, (padding, padding, padding, padding))\n", "")])
-    # conv2d: 3 visible padding cases and 1 hidden fail; match_map: padding 1 and hidden padding 2
-    assert got == {"output_size": 3.0, "conv2d": share(4, 6, 10), "feature_maps": share(3, 7, 9)}
+    # conv2d: 3 visible padding cases and 1 hidden fail; match_map: padding 1 and hidden padding 2;
+    # worked_examples: the lecture's padding-1 map and one hidden random case with padding 1
+    assert got == {"output_size": 3.0, "conv2d": share(4, 6, 10), "feature_maps": share(3, 7, 9),
+                   "worked_examples": share(3, 11, 13)}
     assert "padding=1" in feedback["conv2d"] and "RuntimeError" in feedback["conv2d"]
 
 
 def test_sum_instead_of_mean_in_match_map(tmp_path):
     got, feedback, _ = scores(tmp_path, "conv_arithmetic", [
         ("return out / kernel.numel()", "return out")])
-    assert got == {"output_size": 3.0, "conv2d": 4.0, "feature_maps": share(3, 5, 9)}
+    assert got == {"output_size": 3.0, "conv2d": 4.0, "feature_maps": share(3, 5, 9),
+                   "worked_examples": 3.0}
     # the X's best match: 9 agreeing pixels sum to 9, their mean is 1
     assert "expected 1.0, got 9.0" in feedback["feature_maps"]
     assert "0.01 + 0.0001*|expected|" in feedback["feature_maps"]
@@ -156,14 +163,37 @@ def test_sum_instead_of_mean_in_match_map(tmp_path):
 def test_calling_torch_conv2d_earns_nothing(tmp_path):
     got, feedback, details = scores(tmp_path, "conv_arithmetic", [
         ("    n, _, h, w = x.shape\n", "    return F.conv2d(x, weight, bias, stride, padding)\n")])
-    # right values, but every conv2d and match_map call uses torch's conv2d
-    assert got == {"output_size": 3.0, "conv2d": 0.0, "feature_maps": share(3, 3, 9)}
+    # right values, but every conv2d and match_map call uses torch's conv2d (5 of the 13 worked
+    # examples call conv2d)
+    assert got == {"output_size": 3.0, "conv2d": 0.0, "feature_maps": share(3, 3, 9),
+                   "worked_examples": share(3, 8, 13)}
     assert "calls torch's conv2d; the assignment asks you to write conv2d yourself" in feedback["conv2d"]
     # hidden cases are named and counted, never shown
     hidden = [c for c in details["conv2d"]["details"]["cases"] if c["hidden"]]
     assert len(hidden) == 3 and all(c["problem"] == "calls torch's conv2d" for c in hidden)
     text = json.dumps(details)
     assert "seed 101" not in text and "seed 104" not in text and "#8 (hidden)" in feedback["conv2d"]
+
+
+def test_non_square_shape_with_the_axes_swapped(tmp_path):
+    got, feedback, _ = scores(tmp_path, "conv_arithmetic", [
+        ("    return conv_output_size(H, FH, P, S), conv_output_size(W, FW, P, S)",
+         "    return conv_output_size(H, FW, P, S), conv_output_size(W, FH, P, S)")])
+
+    def size(i, k, p=0, s=1):
+        return (i - k + 2 * p) // s + 1
+
+    def survives(case):   # conv2d is untouched; a shape case passes where the swap changes nothing
+        if case.function != "conv_output_shape":
+            return True
+        h, w, fh, fw, *rest = case.args
+        return (size(h, fw, *rest), size(w, fh, *rest)) == (size(h, fh, *rest), size(w, fw, *rest))
+
+    worked = next(c for c in load_spec(ASSIGNMENTS / "conv_arithmetic" / "spec.yaml").checks
+                  if c.id == "worked_examples").options["cases"]
+    assert got == {**full("conv_arithmetic"),
+                   "worked_examples": share(3, sum(map(survives, worked)), len(worked))}
+    assert f"expected {size(28, 5)}, got {size(28, 3)}" in feedback["worked_examples"]
 
 
 # ---------------------------------------------------------------- pooling

@@ -16,8 +16,10 @@ LENET = SOLUTIONS / "lenet5_mnist" / "model.py"
 IMPROVED = SOLUTIONS / "cifar10_improved" / "model.py"
 STRIDED = SOLUTIONS / "fashion_mnist_strided" / "model.py"
 UNET = SOLUTIONS / "unet_cifar10" / "model.py"
+CIFAR_STRIDED = SOLUTIONS / "cifar10_strided" / "model.py"
+VGG = SOLUTIONS / "cifar10_vgg" / "model.py"
 MODEL_ASSIGNMENTS = ["cifar10_cnn", "lenet5_mnist", "cifar10_improved", "fashion_mnist_strided",
-                     "unet_cifar10"]
+                     "unet_cifar10", "cifar10_strided", "cifar10_vgg"]
 # Units of a shapes check: one per layer, one per activation the spec asks for. A layer is
 # judged on its own input, so a mistake costs its own units once.
 LAB_UNITS = 8 + 4            # cifar10_cnn and cifar10_improved
@@ -357,6 +359,121 @@ def test_unet_transposed_padding_forgotten(tmp_path):
     assert "up1: got 8x34x34, expected 8x32x32: O = (16-1)*2 - 2*0 + 4 = 34 means P=0; " \
            "the spec asks for P=1" in shapes["feedback"]
     assert run.check("params")["score"] == 3.0   # padding learns nothing
+
+
+# ---------------------------------------------------------------- cifar10_strided
+
+def test_cifar_strided_forgotten_stride(tmp_path):
+    run = graded(variant(tmp_path, CIFAR_STRIDED, [("nn.Conv2d(3, 32, kernel_size=3, stride=2)",
+                                                    "nn.Conv2d(3, 32, kernel_size=3)")]), "cifar10_strided")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == 0.0           # every later size follows from conv1's
+    assert "conv1: got 32x30x30, expected 32x15x15: O = (32 - 3 + 2*0)/1 + 1 = 30 means S=1; " \
+           "the spec asks for S=2" in shapes["feedback"]
+    assert "fc1 expects 1152 features, the flattened map has 4608 = 128x6x6" in shapes["feedback"]
+    assert params["score"] == 3.0           # the stride learns nothing
+
+
+def test_cifar_strided_flatten_size_from_halving(tmp_path):
+    # 32 -> 16 -> 8 -> 4 by halving instead of the formula: fc1 waits for 128*4*4 = 2048 values
+    run = graded(variant(tmp_path, CIFAR_STRIDED, [("nn.Linear(128 * 3 * 3, 1024)",
+                                                    "nn.Linear(128 * 4 * 4, 1024)")]), "cifar10_strided")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == pytest.approx(4 * 4 / 6, abs=1e-3)    # 4 of 6 layers before the crash
+    assert "fc1 expects 2048 features, the flattened map has 1152 = 128x3x3" in shapes["feedback"]
+    assert params["score"] == 2.0           # fc1 and the total: 4 of 6
+    assert "fc1: got 2,098,176 parameters, expected (1152 + 1)*1024 = 1,180,672" in params["feedback"]
+
+
+def test_cifar_strided_padding_one_shows_the_floor(tmp_path):
+    convs = [("nn.Conv2d(3, 32, kernel_size=3, stride=2)", "nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1)"),
+             ("nn.Conv2d(32, 64, kernel_size=3, stride=2)", "nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1)"),
+             ("nn.Conv2d(64, 128, kernel_size=3, stride=2)", "nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1)")]
+    run = graded(variant(tmp_path, CIFAR_STRIDED, convs + [("nn.Linear(128 * 3 * 3, 1024)",
+                                                            "nn.Linear(128 * 4 * 4, 1024)")]),
+                 "cifar10_strided")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == pytest.approx(4 * 2 / 6, abs=1e-3)    # fc1 and fc2 right: 2 of 6
+    assert "conv1: got 32x16x16, expected 32x15x15: O = floor((32 - 3 + 2*1)/2) + 1 = 16 means P=1; " \
+           "the spec asks for P=0" in shapes["feedback"]
+    assert "conv3: got 128x4x4, expected 128x3x3: O = floor((8 - 3 + 2*1)/2) + 1 = 4 means P=1" \
+        in shapes["feedback"]
+    assert params["score"] == 2.0           # padding learns nothing; fc1 and the total are off
+
+
+def test_cifar_strided_missing_relu(tmp_path):
+    run = graded(variant(tmp_path, CIFAR_STRIDED, [("x = F.relu(self.conv2(x))", "x = self.conv2(x)")]),
+                 "cifar10_strided")
+    assert run.check("shapes")["score"] == pytest.approx(4 * 5 / 6, abs=1e-3)
+    assert "conv2: no activation after it; the spec asks for relu" in run.check("shapes")["feedback"]
+    assert run.check("params")["score"] == 3.0
+
+
+# ---------------------------------------------------------------- cifar10_vgg
+#
+# 20 layers in the shapes check (4 points: 0.2 each); 14 layers with parameters and the total
+# in the params check (3 points: 0.2 each).
+
+VGG_LAYERS, VGG_PARAM_ROWS = 20, 14 + 1
+
+
+def test_vgg_functional_dropout_stays_on_at_test_time(tmp_path):
+    run = graded(variant(tmp_path, VGG, [("x = F.relu(self.fc1(self.drop1(x)))",
+                                          "x = F.relu(self.fc1(F.dropout(x, p=0.5)))")]), "cifar10_vgg")
+    shapes = run.check("shapes")
+    assert shapes["score"] == pytest.approx(4 * (VGG_LAYERS - 1) / VGG_LAYERS)
+    assert "drop1 (dropout call): F.dropout(x, p=0.5) still drops values in eval mode, because its " \
+           "training argument defaults to True" in shapes["feedback"]
+    assert run.check("params")["score"] == 3.0
+
+
+def test_vgg_functional_dropout_told_the_mode_is_fine(tmp_path):
+    run = graded(variant(tmp_path, VGG, [("x = F.relu(self.fc1(self.drop1(x)))",
+                                          "x = F.relu(self.fc1(F.dropout(x, 0.5, self.training)))")]),
+                 "cifar10_vgg")
+    assert run.code == 0, run.check("shapes")["feedback"]
+
+
+def test_vgg_dropout_after_a_convolution_block(tmp_path):
+    run = graded(variant(tmp_path, VGG, [
+        ("x = self.block3(self.block2(self.block1(x)))", "x = self.block3(self.block2(self.drop1(self.block1(x))))"),
+        ("x = F.relu(self.fc1(self.drop1(x)))", "x = F.relu(self.fc1(x))")]), "cifar10_vgg")
+    shapes = run.check("shapes")
+    assert shapes["score"] == pytest.approx(4 * (VGG_LAYERS - 1) / VGG_LAYERS)
+    assert "drop1: got 32x16x16, expected 2048: it runs where the input is 32x16x16; the spec " \
+           "places it where the input is 2048 (dropout goes between the dense layers, not after " \
+           "convolutions)" in shapes["feedback"]
+
+
+def test_vgg_batch_norm_without_its_scale_and_shift(tmp_path):
+    run = graded(variant(tmp_path, VGG, [("nn.ReLU(), nn.BatchNorm2d(c_out),\n        nn.Conv2d",
+                                          "nn.ReLU(), nn.BatchNorm2d(c_out, affine=False),\n        nn.Conv2d"),
+                                         ("nn.ReLU(), nn.BatchNorm2d(c_out),\n        nn.MaxPool2d",
+                                          "nn.ReLU(), nn.BatchNorm2d(c_out, affine=False),\n        nn.MaxPool2d")]),
+                 "cifar10_vgg")
+    params = run.check("params")
+    assert run.check("shapes")["score"] == 4.0
+    assert params["score"] == pytest.approx(3 * (VGG_PARAM_ROWS - 6 - 1) / VGG_PARAM_ROWS)   # 6 norms, total
+    assert "bn1a: got 0 parameters, expected 2*32 = 64" in params["feedback"]
+    assert f"total: {2_396_330 - 2 * 2 * (32 + 64 + 128):,} parameters, expected 2,396,330" in params["feedback"]
+
+
+def test_vgg_block_without_its_second_relu(tmp_path):
+    run = graded(variant(tmp_path, VGG, [("nn.Conv2d(c_out, c_out, kernel_size=3, padding=1), nn.ReLU(),",
+                                          "nn.Conv2d(c_out, c_out, kernel_size=3, padding=1),")]), "cifar10_vgg")
+    shapes = run.check("shapes")
+    assert shapes["score"] == pytest.approx(4 * (VGG_LAYERS - 3) / VGG_LAYERS)   # conv1b, conv2b, conv3b
+    assert "conv2b (block2.3): no activation after it; the spec asks for relu" in shapes["feedback"]
+    assert run.check("params")["score"] == 3.0
+
+
+def test_vgg_fc1_sized_for_two_poolings(tmp_path):
+    run = graded(variant(tmp_path, VGG, [("nn.Linear(128 * 4 * 4, 1024)", "nn.Linear(128 * 8 * 8, 1024)")]),
+                 "cifar10_vgg")
+    shapes, params = run.check("shapes"), run.check("params")
+    assert shapes["score"] == pytest.approx(4 * 17 / VGG_LAYERS)   # the 17 layers before fc1
+    assert "fc1 expects 8192 features, the flattened map has 2048 = 128x4x4" in shapes["feedback"]
+    assert params["score"] == pytest.approx(3 * (VGG_PARAM_ROWS - 2) / VGG_PARAM_ROWS)   # fc1, total
 
 
 def test_json_is_schema_1():

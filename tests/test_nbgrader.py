@@ -80,3 +80,16 @@ def test_autograde_round_trip_matches_cli(tmp_path, data_dir):
                 cell = gb.find_grade(f"test-{check['id']}", ASSIGNMENT, ASSIGNMENT, student)
                 assert cell.score == pytest.approx(check["score"]), (student, check["id"])
     assert cli["score"] < cli["max_score"]  # bob lost points
+
+
+def test_init_includes_every_assignment_of_the_pack(tmp_path):
+    """`grade nbgrader init` with no names takes every assignment with a solution, the
+    training loop, data pipeline and the two later CIFAR-10 nets among them."""
+    run = grade("nbgrader", "init", tmp_path / "course")
+    assert run.code == 0, run.err
+    names = course.assignment_names(REPO)
+    assert {"training_loop", "data_pipeline", "cifar10_strided", "cifar10_vgg"} <= set(names)
+    for name in names:
+        assert (tmp_path / "course" / "source" / name / f"{name}.ipynb").is_file()
+        assert (tmp_path / "course" / "grader_specs" / name / "spec.yaml").is_file()
+    assert not list((tmp_path / "course" / "grader_specs").rglob("hidden_cases.yaml"))

@@ -61,7 +61,8 @@ def test_constants_across_cells_are_kept(tmp_path):
 
 
 @pytest.mark.parametrize("assignment", ["cifar10_cnn", "lenet5_mnist", "cifar10_improved",
-                                        "fashion_mnist_strided", "unet_cifar10"])
+                                        "fashion_mnist_strided", "unet_cifar10", "cifar10_strided",
+                                        "cifar10_vgg"])
 def test_released_notebook_is_the_skeleton(assignment):
     run = grade(ASSIGNMENTS / assignment / f"{assignment}.ipynb", "--only", "shapes,params")
     assert run.code == 1 and "0 / 7 points" in run.out

@@ -214,7 +214,7 @@ def test_hidden_inputs_never_reach_anything_a_student_reads(tmp_path):
     assert check["score"] == 1.0                       # the visible case passes, the hidden fails
     assert check["details"]["cases"][1] == {"n": 2, "function": "twice", "label": "",
                                             "hidden": True, "passed": False,
-                                            "problem": "raised ValueError"}
+                                            "problem": "raised ValueError", "mistake": ""}
 
 
 # ---------------------------------------------------------------- the readers, fuzzed

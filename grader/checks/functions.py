@@ -1,75 +1,38 @@
-"""Functions: call the student's own functions and compare what they return.
+"""Functions: call the student's own functions and compare what they return, or what the
+call did (the weights a training step left, the mode a model was evaluated in).
 
 Expected values come from the spec (`expect:`, numbers from the course material)
-or from a reference below, computed here in the parent on the same inputs the
-worker was given. Inputs are made here too (random ones from the seed the spec
-names) and travel in the request as shaped lists of numbers (JSON, so nothing
-to mount into the sandbox and nothing to unpickle); expected values never leave
+or from a reference (grader/references.py), computed here in the parent on the
+same inputs the worker was given. Inputs are made here too (grader/checks/
+case_inputs.py) and travel in the request as data; expected values never leave
 this process. A check scores points * (cases passed / cases run). Feedback shows,
 for each function, the first failing call: its input, the expected value, what
-came back and the tolerance. Hidden cases (solutions/<name>/hidden_cases.yaml)
-count only where that file exists, and their inputs and values are never shown.
+came back and the tolerance, and names the mistake when the answer is one the
+spec knows (`mistakes:`). Hidden cases (solutions/<name>/hidden_cases.yaml) count
+only where that file exists, and their inputs and values are never shown.
 
-torch is imported lazily: only references and model inputs need it, so the
+torch is imported lazily: only references and live inputs need it, so the
 shapes/params path of the parent never loads it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..casekinds import OBSERVATIONS, PER_CALL
 from ..measurements import Measurements, explain_error
 from ..records import CaseRecord, ErrorInfo
+from ..references import REFERENCES
 from ..results import CheckResult, score_fraction, status_for
-from ..references import REFERENCES, torch_module
 from ..spec import CaseSpec, CheckSpec, FunctionSpec, Spec
 from ..static import Finding, forbidden_uses
+from .case_inputs import (call_text, is_live, materialize, observe_to_worker, to_torch,
+                          to_worker)
+from .values import Value, agreed, compare, compare_calls, decode
 
 BUDGET_S = 90.0            # all cases together; below the runner's probe timeout
-SMALL = 12                 # arrays up to this many values are shown in full
-
-
-# ---------------------------------------------------------------- inputs
-
-@dataclass(frozen=True)
-class ModelValue:
-    layers: tuple
-    freeze: tuple[int, ...]
-
-
-def materialize(raw: Any) -> Any:
-    """A spec value as the parent holds it: numpy arrays for tensors, ModelValue for models."""
-    if isinstance(raw, dict):
-        if "tensor" in raw:
-            return np.asarray(raw["tensor"], dtype=raw.get("dtype", "float32"))
-        if "random" in raw:
-            return _random(raw)
-        return ModelValue(tuple(tuple(layer) if not isinstance(layer, dict) else layer
-                                for layer in raw["model"]), tuple(raw.get("freeze", [])))
-    if isinstance(raw, list):
-        return [materialize(v) for v in raw]
-    return raw
-
-
-def _random(raw: dict) -> np.ndarray:
-    """Seeded inputs; numpy's PCG64 gives the same numbers on every platform."""
-    rng = np.random.default_rng(raw["seed"])
-    shape, dist = tuple(raw["random"]), raw.get("dist", "normal")
-    low, high, scale = raw.get("low", 0), raw.get("high", 1), raw.get("scale", 1.0)
-    if dist == "normal":
-        arr = rng.standard_normal(shape) * scale
-    elif dist == "uniform":
-        arr = rng.uniform(low, high, shape)
-    elif dist == "integers":
-        arr = rng.integers(low, high, shape)      # high is excluded, as in range()
-    else:  # simplex: positive values that sum to 1 along the last axis (a probability vector)
-        arr = rng.standard_exponential(shape)
-        arr = arr / arr.sum(axis=-1, keepdims=True)
-    default = "int64" if dist == "integers" else "float32"
-    return arr.astype(raw.get("dtype", default))
 
 
 def all_cases(spec: Spec, hidden: bool) -> list[tuple[CheckSpec, CaseSpec]]:
@@ -90,97 +53,17 @@ def prepare_request(spec: Spec, hidden: bool) -> dict[str, Any]:
     for _, case in all_cases(spec, hidden):
         fn = functions[case.function]
         cases.append({"function": case.function,
-                      "args": [_to_worker(materialize(v)) for v in case.args],
-                      "kwargs": {k: _to_worker(materialize(v)) for k, v in case.kwargs.items()},
+                      "args": [to_worker(materialize(v)) for v in case.args],
+                      "kwargs": {k: to_worker(materialize(v)) for k, v in case.kwargs.items()},
+                      "observe": observe_to_worker(case.observe),
                       "forbid": list(fn.forbid), "time_limit_s": fn.time_limit_s})
     return {"cases": cases, "budget_s": BUDGET_S}
 
 
-def _to_worker(value: Any) -> dict[str, Any]:
-    """An input as JSON: a float32 value survives the trip exactly (repr round-trips)."""
-    if isinstance(value, np.ndarray):
-        return {"array": {"shape": list(value.shape), "dtype": str(value.dtype),
-                          "values": value.ravel().tolist()}}
-    if isinstance(value, ModelValue):
-        return {"model": [list(layer) for layer in value.layers], "freeze": list(value.freeze)}
-    if isinstance(value, list) and any(isinstance(v, (np.ndarray, ModelValue, list)) for v in value):
-        return {"list": [_to_worker(v) for v in value]}
-    return {"value": value}
-
-
-def _to_torch(value: Any) -> Any:
-    """Inputs for a reference: float64 tensors (so the reference is the accurate side)."""
-    if isinstance(value, np.ndarray):
-        torch = torch_module()
-        return torch.from_numpy(value.astype(np.float64) if value.dtype.kind == "f" else value.copy())
-    if isinstance(value, ModelValue):
-        from ..worker.functions import build_model
-
-        return build_model([list(layer) for layer in value.layers], value.freeze)
-    if isinstance(value, list):
-        return [_to_torch(v) for v in value]
-    return value
-
-
-# ---------------------------------------------------------------- values and comparison
-
-@dataclass
-class Value:
-    """A returned (or expected) value, as the parent compares it."""
-
-    kind: str                   # int, float, bool, tensor, array, sequence, none, other, too_large
-    array: np.ndarray | None = None
-    note: str = ""              # for other / too_large: what it was
-
-    def describe(self) -> str:
-        if self.array is None:
-            return {"none": "None"}.get(self.kind, self.note or self.kind)
-        return summarize(self.array, tensor=self.kind in ("tensor", "array"))
-
-
-def decode(result: Any) -> Value:
-    """Check and convert one encoded result from the worker (untrusted) into a Value."""
-    if not isinstance(result, dict):
-        return Value("other", note="an unreadable result")
-    kind = result.get("kind")
-    if kind in ("int", "float", "bool"):
-        v = _number(result.get("value"))
-        if v is None or (kind == "int" and not isinstance(v, int)):
-            return Value("other", note="an unreadable number")
-        dtype = {"int": np.int64, "float": np.float64, "bool": np.bool_}[kind]
-        try:
-            return Value(kind, np.asarray(v, dtype=dtype))
-        except (OverflowError, ValueError):
-            return Value("float", np.asarray(float(v)))
-    if kind in ("tensor", "array", "sequence"):
-        shape, values = result.get("shape"), result.get("values")
-        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-            return Value("other", note=f"an unreadable {kind}")
-        if result.get("too_large"):
-            return Value("too_large", note=f"a {_shape(shape)} {kind} (too large to compare)")
-        if not (isinstance(values, list) and len(values) == math.prod(shape)):
-            return Value("other", note=f"an unreadable {kind}")
-        numbers = [_number(v) for v in values]
-        if any(v is None for v in numbers):
-            return Value("other", note=f"an unreadable {kind}")
-        dtype = {"b": np.bool_, "i": np.int64, "u": np.int64}.get(result.get("dtype_kind"), np.float64)
-        try:
-            return Value(kind, np.asarray(numbers, dtype=dtype).reshape(shape))
-        except (OverflowError, ValueError):
-            return Value(kind, np.asarray(numbers, dtype=np.float64).reshape(shape))
-    if kind == "none":
-        return Value("none")
-    return Value("other", note=str(result.get("note") or "something that is not a number or a tensor")[:200])
-
-
-def _number(v: Any) -> Any:
-    if isinstance(v, bool) or isinstance(v, (int, float)):
-        return v
-    return {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}.get(v) if isinstance(v, str) else None
-
+# ---------------------------------------------------------------- expected values
 
 def expected_value(case: CaseSpec, fn: FunctionSpec) -> Value:
-    """The value the case expects: the spec's literal, or the reference on the case's inputs."""
+    """The value the case expects: the spec's literal, or its reference on the case's inputs."""
     if case.has_expect:
         arr = np.asarray(materialize(case.expect))
         if arr.dtype.kind == "f":
@@ -190,143 +73,48 @@ def expected_value(case: CaseSpec, fn: FunctionSpec) -> Value:
         else:
             kind = "tensor" if isinstance(case.expect, dict) else "sequence"
         return Value(kind, arr)
+    return reference_value(case.reference or fn.reference, case)
+
+
+def reference_value(name: str, case: CaseSpec) -> Value:
+    """What the reference `name` gives on the case's inputs. A live case runs it the way the
+    worker ran the student's function (grader/worker/fixtures.py, float32, seeded) and
+    observes the same thing; a plain one calls it on float64 tensors, the accurate side."""
     from ..worker.functions import encode
 
-    ref = REFERENCES[case.reference or fn.reference]
-    args = [_to_torch(materialize(v)) for v in case.args]
-    kwargs = {k: _to_torch(materialize(v)) for k, v in case.kwargs.items()}
+    ref = REFERENCES[name]
+    if is_live(case):
+        from ..worker import fixtures
+
+        args, kwargs = fixtures.decode_inputs([to_worker(materialize(v)) for v in case.args],
+                                              {k: to_worker(materialize(v))
+                                               for k, v in case.kwargs.items()})
+        out = fixtures.call(ref, args, kwargs)
+        seen = fixtures.observe(observe_to_worker(case.observe), out, args, kwargs)
+        return decode(encode(seen, max_values=10**8))
+    args = [to_torch(materialize(v)) for v in case.args]
+    kwargs = {k: to_torch(materialize(v)) for k, v in case.kwargs.items()}
     return decode(encode(ref(*args, **kwargs), max_values=10**8))
 
 
-def compare(expected: Value, got: Value, fn: FunctionSpec, rtol: float, atol: float) -> str | None:
-    """None when `got` matches; otherwise what is wrong, in a sentence."""
-    if got.array is None:
-        return f"returned {got.describe()}; expected {_what(expected)}"
-    if fn.returns == "tensor" and got.kind != "tensor":
-        return f"returned {_what(got)}; return a torch.Tensor"
-    kind = got.array.dtype.kind
-    if fn.returns == "int" and kind not in "iu":
-        shown = _fmt(got.array.flat[0]) if got.array.size else "[]"
-        return (f"returned {'a float' if kind == 'f' else 'a ' + got.kind} ({shown}); "
-                "expected a whole number (int): use // for floor division, or int()")
-    if kind == "b" and expected.array.dtype.kind != "b":
-        return f"returned true/false values; expected {_what(expected)}"
-    exp = expected.array
-    if got.array.shape != exp.shape:
-        return f"shape {_shape(got.array.shape)}, expected {_shape(exp.shape)}"
-    if exp.dtype.kind in "iub" and kind in "iub":
-        bad = got.array != exp
-        tolerance = "whole numbers must match exactly"
-    else:
-        g, e = got.array.astype(np.float64), exp.astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            bad = ~np.isclose(g, e, rtol=rtol, atol=atol, equal_nan=True)
-        tolerance = f"tolerance: |got - expected| <= {atol:g} + {rtol:g}*|expected|"
-    if not bad.any():
-        return None
-    worst = _worst(got.array, exp, bad)
-    values = f"expected {_fmt(exp[worst])}, got {_fmt(got.array[worst])} ({tolerance})"
-    if exp.ndim == 0:
-        return values
-    where = ", ".join(map(str, worst))
-    return f"{int(bad.sum())} of {bad.size} values differ; the largest difference is at [{where}]: {values}"
+def problem_with(case: CaseSpec, fn: FunctionSpec, expected: Value, got: Value) -> str | None:
+    """None when `got` is the expected value (or observation); else what is wrong."""
+    if case.observe in PER_CALL:
+        return compare_calls(agreed(expected), got, OBSERVATIONS[case.observe])
+    rtol = fn.rtol if case.rtol is None else case.rtol
+    atol = fn.atol if case.atol is None else case.atol
+    return compare(expected, got, fn.returns if case.observe is None else "any", rtol, atol)
 
 
-def _worst(got: np.ndarray, exp: np.ndarray, bad: np.ndarray) -> tuple[int, ...]:
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(got.astype(np.float64) - exp.astype(np.float64))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    diff = np.where(bad, diff, -1.0)
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), exp.shape))
+def _equals_reference(name: str, case: CaseSpec, fn: FunctionSpec, got: Value) -> bool:
+    try:
+        return problem_with(case, fn, reference_value(name, case), got) is None
+    except ValueError:   # a mistake whose calls do not agree among themselves: not this one
+        return False
 
 
-def _what(v: Value) -> str:
-    if v.array is None:
-        return v.describe()
-    if v.array.ndim == 0:
-        return f"a number ({_fmt(v.array[()])})"
-    if v.kind == "tensor":
-        return f"a {_shape(v.array.shape)} tensor"
-    if v.kind == "array":
-        return f"a {_shape(v.array.shape)} numpy array"
-    if v.array.ndim == 1:
-        return f"a list of {v.array.size} values"
-    return f"a nested list of shape {_shape(v.array.shape)}"
-
-
-# ---------------------------------------------------------------- showing values
-
-def _shape(shape: Any) -> str:
-    return "x".join(str(s) for s in shape) if len(shape) else "scalar"
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, np.ndarray):
-        x = x[()]
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x))
-    if isinstance(x, (int, np.integer)):
-        return f"{int(x):,}"
-    x = float(x)
-    if math.isnan(x) or math.isinf(x):
-        return str(x)
-    text = f"{x:.6g}" if x == 0 or 1e-4 <= abs(x) < 1e6 else f"{x:.4e}"
-    return text if any(c in text for c in ".e") else text + ".0"   # 28.0 is not the int 28
-
-
-def summarize(arr: np.ndarray, tensor: bool = True) -> str:
-    """Small arrays in full; bigger ones as shape, range and first values."""
-    if arr.ndim == 0:
-        return _fmt(arr)
-    if arr.size <= SMALL:
-        text = _nested(arr)
-        return f"tensor({text})" if tensor else text
-    flat = arr.ravel()
-    finite = flat[np.isfinite(flat)] if flat.dtype.kind == "f" else flat
-    if not finite.size:
-        span = ", no finite values"
-    elif finite.min() == finite.max() and finite.size == flat.size:
-        return f"{_shape(arr.shape)} {'tensor' if tensor else 'sequence'}, all {_fmt(finite.min())}"
-    else:
-        span = f", values {_fmt(finite.min())} to {_fmt(finite.max())}"
-    first = ", ".join(_fmt(v) for v in flat[:4])
-    return f"{_shape(arr.shape)} {'tensor' if tensor else 'sequence'}{span}; first values {first}, ..."
-
-
-def _nested(arr: np.ndarray) -> str:
-    if arr.ndim == 0:
-        return _fmt(arr)
-    return "[" + ", ".join(_nested(a) for a in arr) + "]"
-
-
-def describe_input(raw: Any) -> str:
-    """An argument as students see it in feedback (from the spec, so no big dumps)."""
-    if isinstance(raw, dict):
-        if "random" in raw:
-            dist = raw.get("dist", "normal")
-            extra = f" in [{raw.get('low', 0)}, {raw.get('high', 1)})" if dist in ("uniform", "integers") else ""
-            return f"random {dist}{extra} {_shape(raw['random'])} tensor (seed {raw['seed']})"
-        if "tensor" in raw:
-            return summarize(np.asarray(raw["tensor"], dtype=raw.get("dtype", "float32")))
-        if "model" in raw:
-            layers = []
-            for layer in raw["model"]:
-                name, *args = layer
-                text = [str(a) for a in args if not isinstance(a, dict)]
-                text += [f"{k}={v}" for a in args if isinstance(a, dict) for k, v in a.items()]
-                layers.append(f"{name}({', '.join(text)})")
-            frozen = raw.get("freeze") or []
-            note = f", frozen (requires_grad=False): layer {', '.join(map(str, frozen))}" if frozen else ""
-            return f"nn.Sequential({', '.join(layers)}){note}"
-    if isinstance(raw, list) and any(isinstance(v, (dict, list)) for v in raw):
-        return "[" + ", ".join(describe_input(v) for v in raw) + "]"
-    return repr(raw)
-
-
-def call_text(case: CaseSpec) -> str:
-    parts = [describe_input(v) for v in case.args]
-    parts += [f"{k}={describe_input(v)}" for k, v in case.kwargs.items()]
-    return f"{case.function}({', '.join(parts)})"
+def shown(case: CaseSpec, value: Value) -> str:
+    return agreed(value).describe() if case.observe in PER_CALL else value.describe()
 
 
 # ---------------------------------------------------------------- scoring
@@ -341,6 +129,7 @@ class Outcome:
     got: str = ""
     expected: str = ""
     error_type: str = ""
+    mistake: str = ""           # the spec's words for a known wrong answer, when it is one
 
 
 def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
@@ -369,7 +158,8 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     details = {"cases": [{"n": o.n, "function": o.case.function,
                           "label": "" if o.case.hidden else o.case.label,
                           "hidden": o.case.hidden, "passed": o.passed,
-                          "problem": o.short if o.case.hidden else o.problem} for o in outcomes],
+                          "problem": o.short if o.case.hidden else o.problem,
+                          "mistake": o.mistake} for o in outcomes],
                "passed": passed, "total": len(outcomes), "hidden_run": hidden_run,
                "hidden_absent": list(absent)}
     return CheckResult(check.id, "functions", score, check.points, status_for(score, check.points),
@@ -409,17 +199,20 @@ def _outcome(n: int, case: CaseSpec, fn: FunctionSpec, result: CaseRecord | None
         return out
     expected = expected_value(case, fn)
     got = decode(result.result)
-    out.expected, out.got = expected.describe(), got.describe()
-    rtol = fn.rtol if case.rtol is None else case.rtol
-    atol = fn.atol if case.atol is None else case.atol
-    problem = compare(expected, got, fn, rtol, atol)
+    out.expected, out.got = shown(case, expected), got.describe()
+    problem = problem_with(case, fn, expected, got)
+    if problem is not None and any(_equals_reference(alt, case, fn, got) for alt in fn.accept):
+        problem = None
     if problem is None:
         problem, out.short = _forbidden_problem(fn, result.calls, findings)
+    else:
+        out.mistake = next((mk.says for mk in fn.mistakes
+                            if _equals_reference(mk.reference, case, fn, got)), "")
     out.passed = problem is None
     out.problem = problem or ""
     if problem and not out.short:
-        out.short = "wrong shape" if problem.startswith("shape") else (
-            "wrong type" if problem.startswith("returned") else "wrong values")
+        out.short = out.mistake or ("wrong shape" if problem.startswith("shape") else (
+            "wrong type" if problem.startswith("returned") else "wrong values"))
     return out
 
 
@@ -472,6 +265,8 @@ def _function_feedback(fn: FunctionSpec, outcomes: list[Outcome], m: Measurement
         if first.expected:
             lines.append(f"    expected: {first.expected}")
             lines.append(f"    got:      {first.got}")
+        if first.mistake:
+            lines.append(f"    mistake:  {first.mistake}")
         lines.append(f"    problem:  {first.problem}")
     groups: dict[str, list[str]] = {}
     for o in failed:

@@ -36,10 +36,15 @@ COMPATIBLE = {
     "conv2d": {"conv2d"}, "conv_transpose2d": {"conv_transpose2d"}, "linear": {"linear"},
     "flatten": {"flatten"}, "maxpool2d": {"maxpool2d", "avgpool2d"},
     "avgpool2d": {"avgpool2d", "maxpool2d"}, "subsample": {"custom", "avgpool2d", "maxpool2d"},
+    # issue 14 (cifar10_vgg): layers that keep the shape; matched like the others
+    "batchnorm2d": {"norm"}, "dropout": {"dropout"},
 }
 LAYER_CATEGORIES = {"conv2d", "conv_transpose2d", "linear", "flatten", "maxpool2d", "avgpool2d",
                     "custom"}
 WEIGHTED = {"conv2d", "conv_transpose2d", "linear"}
+# Shape-keeping layers a spec may name (batch norm, dropout): candidates for matching, but
+# left out of LAYER_CATEGORIES so that a block of conv + batch norm still collapses to a conv.
+SHAPE_KEEPING_CATEGORIES = {"norm", "dropout"}
 ACTIVATIONS = {"relu", "leaky_relu", "tanh", "sigmoid", "gelu", "elu"}
 COMPARED = ("kernel_size", "stride", "padding", "out_channels", "out_features")
 
@@ -123,7 +128,8 @@ def _collapse(events: list[Event], inner: dict[int, list[Event]]) -> list[Event]
         if e.kind == "module" and e.category == "custom" and len({p.category for p in parts}) == 1:
             out.append(_as_one_layer(e, parts))
             collapsed = e.path
-        elif e.category in LAYER_CATEGORIES and not (e.category == "custom" and parts):
+        elif e.category in SHAPE_KEEPING_CATEGORIES or (
+                e.category in LAYER_CATEGORIES and not (e.category == "custom" and parts)):
             out.append(e)
     return out
 

@@ -135,6 +135,8 @@ def expected_formula(x: ExpectedLayer) -> str:
         return _linear_text(hp["in_features"], hp["out_features"], hp["bias"])
     if t == "subsample":
         return f"(1 + 1)*{x.in_shape[0]} = {x.params}"
+    if t == "batchnorm2d":   # a scale and a shift per channel; running statistics are buffers
+        return f"2*{hp['num_features']} = {x.params:,}"
     return "0"
 
 

@@ -17,7 +17,8 @@ from .. import formulas
 from ..measurements import Measurements
 from ..records import Event, ProbeRecord
 from ..results import CheckResult, score_fraction, status_for
-from ..spec import CheckSpec, ExpectedLayer, Spec, expected_shapes, layer_output_shape
+from ..spec import (SHAPE_KEEPING, CheckSpec, ExpectedLayer, Spec, expected_shapes,
+                    layer_output_shape)
 from .matching import (Alignment, Match, activation_after, after_a_mistake, differs,
                        match_layers)
 
@@ -156,6 +157,10 @@ def _row(mt: Match, alignment: Alignment, events: list[Event], drift: bool) -> d
         problems.append(_explain_shape(name, x, e, got_in, got, here))
     if _wrong_pool_kind(x, e):
         problems.append(f"{name}: uses {e.category} where the spec asks for {x.spec.type}")
+    if _dropout_on_at_test(x, e):
+        problems.append(f"{name}: F.dropout(x, p={e.hyper.get('p', 0.5):g}) still drops values "
+                        "in eval mode, because its training argument defaults to True; write "
+                        "F.dropout(x, p, training=self.training) or use an nn.Dropout layer")
     row["shape_ok"] = not problems
     row["credit"] = mt.credit if row["shape_ok"] else 0.0
     row["ok"] = row["shape_ok"] and (row["activation"] is None or row["activation"]["ok"])
@@ -198,6 +203,12 @@ def _activation(name: str, x: ExpectedLayer, found: str | None) -> dict[str, Any
         message = (f"{name}: no activation after it; the spec asks for {x.spec.activation} "
                    "(without one, stacked layers collapse into one linear map)")
     return {"expected": x.spec.activation, "got": found, "ok": ok, "message": message}
+
+
+def _dropout_on_at_test(x: ExpectedLayer, e: Event) -> bool:
+    """The probe runs in eval mode: a functional dropout that was still told training=True
+    (F.dropout's default) keeps dropping at test time."""
+    return x.spec.type == "dropout" and e.hyper.get("training") is True
 
 
 def _wrong_pool_kind(x: ExpectedLayer, e: Event) -> bool:
@@ -243,6 +254,10 @@ def _explain_shape(label: str, x: ExpectedLayer, e: Event, got_in: list[int] | N
         return f"{head}: a flatten keeps every value of its {fmt(got_in)} input"
     if x.spec.type == "linear":
         return f"{head} (out_features={got[0]}; the spec asks for {want['out_features']})"
+    if x.spec.type in SHAPE_KEEPING:   # it keeps its input's shape, so its place is wrong
+        where = f" ({x.spec.note})" if x.spec.note else ""
+        return f"{head}: it runs where the input is {fmt(got_in)}; the spec places it where " \
+               f"the input is {fmt(x.in_shape)}{where}"
     reasons = []
     if len(got) == 3 and "out_channels" in want and got[0] != want["out_channels"]:
         reasons.append(f"it has {got[0]} output channels; the spec asks for {want['out_channels']}")

@@ -1,11 +1,13 @@
 """The functions stage: call the student's module-level functions on the parent's inputs.
 
 Each case is called on fresh inputs (a function that changes its input in place
-cannot spoil the next case), under a time limit, while a TorchFunctionMode notes
-which torch functions it used (so "write conv2d yourself" can be checked). What
-comes back is encoded as JSON numbers: no pickle, nothing for the parent to
-execute. A crash, a wrong type or a timeout in one case is recorded for that case
-and the others still run. Expected values are never here.
+cannot spoil the next case; live inputs such as a model and its optimizer are
+built by grader/worker/fixtures.py), under a time limit, while a TorchFunctionMode
+notes which torch functions it used (so "write conv2d yourself" can be checked).
+What comes back is what the case observes (the return value, or e.g. the model's
+weights after a training step), encoded as JSON numbers: no pickle, nothing for the
+parent to execute. A crash, a wrong type or a timeout in one case is recorded for
+that case and the others still run. Expected values are never here.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 from .load import describe_exception
 
 MAX_VALUES = 200_000      # per returned value; more cannot be a right answer here
-MODEL_LAYERS = ("Linear", "Conv2d", "ReLU", "Tanh", "Sigmoid", "Flatten", "MaxPool2d", "AvgPool2d")
+MAX_ITEMS = 64            # entries of a returned mapping (a model's state_dict)
 
 
 class TimeLimit(BaseException):
@@ -39,7 +41,7 @@ def stage_functions(request: dict, state: dict) -> dict:
 
 
 def run_case(module: Any, case: dict, student_root: Path, deadline: float) -> dict:
-    import torch
+    from . import fixtures
 
     name = case["function"]
     fn = vars(module).get(name)
@@ -50,15 +52,13 @@ def run_case(module: Any, case: dict, student_root: Path, deadline: float) -> di
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return {"ok": False, "error": {"type": "NotRun", "message": "time ran out", "frames": []}}
-    args = [decode_input(v) for v in case["args"]]
-    kwargs = {k: decode_input(v) for k, v in case["kwargs"].items()}
+    args, kwargs = fixtures.decode_inputs(case["args"], case["kwargs"])
     watch = _Watch(set(case.get("forbid", ())))
-    torch.manual_seed(0)
     start = time.perf_counter()
     try:
         with _time_limit(min(float(case.get("time_limit_s", 5)), remaining)), watch:
-            out = fn(*args, **kwargs)
-        result = encode(out)
+            out = fixtures.call(fn, args, kwargs)
+            result = encode(fixtures.observe(case.get("observe"), out, args, kwargs))
     except BaseException as exc:  # noqa: B036 - sys.exit in a student's function is its own error
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -66,43 +66,6 @@ def run_case(module: Any, case: dict, student_root: Path, deadline: float) -> di
                 "seconds": round(time.perf_counter() - start, 4)}
     return {"ok": True, "result": result, "calls": sorted(watch.seen),
             "seconds": round(time.perf_counter() - start, 4)}
-
-
-# ---------------------------------------------------------------- inputs
-
-def decode_input(value: dict) -> Any:
-    """One argument from the request: a plain value, an array (as a tensor) or a model."""
-    import numpy as np
-    import torch
-
-    if "array" in value:
-        a = value["array"]
-        return torch.from_numpy(np.asarray(a["values"], dtype=a["dtype"]).reshape(a["shape"]))
-    if "model" in value:
-        return build_model(value["model"], value.get("freeze", ()))
-    if "list" in value:
-        return [decode_input(v) for v in value["list"]]
-    return value["value"]
-
-
-def build_model(layers: list, freeze: Any = ()) -> Any:
-    """nn.Sequential from [[Name, *args, {kwargs}], ...]; weights live on the meta device, so
-    a 77-million-parameter layer costs no memory and counting its parameters still works."""
-    from torch import nn
-
-    modules = []
-    for name, *args in layers:
-        if name not in MODEL_LAYERS:
-            raise ValueError(f"unknown layer {name!r}")
-        kwargs = dict(args.pop()) if args and isinstance(args[-1], dict) else {}
-        if name in ("Linear", "Conv2d"):
-            kwargs["device"] = "meta"
-        modules.append(getattr(nn, name)(*args, **kwargs))
-    model = nn.Sequential(*modules)
-    for index in freeze:
-        for p in model[index].parameters():
-            p.requires_grad_(False)
-    return model
 
 
 # ---------------------------------------------------------------- outputs
@@ -114,6 +77,10 @@ def encode(value: Any, max_values: int = MAX_VALUES) -> dict[str, Any]:
 
     if value is None:
         return {"kind": "none"}
+    if isinstance(value, dict) and 0 < len(value) <= MAX_ITEMS and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()):
+        return {"kind": "mapping", "items": [[k[:200], encode(v, max_values)]
+                                             for k, v in value.items()]}
     if isinstance(value, (bool, np.bool_)):
         return {"kind": "bool", "value": bool(value)}
     if isinstance(value, (int, np.integer)):

@@ -33,6 +33,7 @@ FUNCTION_CATEGORIES = {
     "leaky_relu_": "leaky_relu", "tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid",
     "sigmoid_": "sigmoid", "gelu": "gelu", "elu": "elu", "elu_": "elu",
     "flatten": "flatten", "view": "flatten", "reshape": "flatten",
+    "dropout": "dropout",   # F.dropout: its `training` argument is recorded (issue 14)
 }
 HYPER_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
                "groups", "output_padding", "ceil_mode", "in_features", "out_features")
@@ -214,6 +215,8 @@ def _function_hyper(category: str, args: tuple, kwargs: dict) -> dict[str, Any]:
         w = arg(1, "weight", None)
         if isinstance(w, torch.Tensor):
             return {"in_features": int(w.shape[1]), "out_features": int(w.shape[0])}
+    if category == "dropout":  # dropout(input, p=0.5, training=True): True unless told otherwise
+        return {"p": arg(1, "p", 0.5), "training": bool(arg(2, "training", True))}
     if category in ("maxpool2d", "avgpool2d"):
         k = arg(1, "kernel_size", None)
         return {"kernel_size": k, "stride": arg(2, "stride", None) or k,

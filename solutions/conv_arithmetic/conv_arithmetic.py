@@ -30,6 +30,19 @@ def conv_output_size(I, K, P=0, S=1):
 
 
 # %% [markdown]
+# Images and kernels need not be square. For an input of H x W, a kernel of FH x FW, padding P
+# and stride S, each axis has its own size: OH = (H + 2P - FH)/S + 1 and OW = (W + 2P - FW)/S + 1
+# (floored when S does not divide). Return both, as a tuple (OH, OW).
+
+# %%
+def conv_output_shape(H, W, FH, FW, P=0, S=1):
+    """(OH, OW) of a convolution of an H x W input with an FH x FW kernel."""
+    ### BEGIN SOLUTION
+    return conv_output_size(H, FH, P, S), conv_output_size(W, FW, P, S)
+    ### END SOLUTION
+
+
+# %% [markdown]
 # Three paddings have names. With stride 1 and an odd kernel size K over N inputs:
 #
 # | mode | padding P | output length |
@@ -99,6 +112,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     return out
     ### END SOLUTION
 
+
+# %% [markdown]
+# The theory lecture works one example by hand. The 4x4 input
+#
+#     1 2 3 0
+#     0 1 2 3
+#     3 0 1 2
+#     2 3 0 1
+#
+# with the 3x3 filter 2 0 1 / 0 1 2 / 1 0 2 gives a 2x2 map, 15 16 / 6 15 (the top-left window:
+# 1*2 + 2*0 + 3*1 + 0*0 + 1*1 + 2*2 + 3*1 + 0*0 + 1*2 = 15). With padding 1 the map stays 4x4:
+# 7 12 10 2 / 4 15 16 10 / 10 6 15 6 / 8 10 4 3. On the 7x7 input that continues the same
+# pattern, stride 1 gives a 5x5 map and stride 2 a 3x3 one whose first row is 15, 17, 15.
 
 # %% [markdown]
 # ## 3. Feature maps
