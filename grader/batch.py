@@ -91,9 +91,10 @@ def settings_hash(spec_path: Path, options) -> str:
     """Hash of what else decides a grade: the spec, every grading option, the grader's code.
 
     The data folder is left out: the same dataset mounted elsewhere (a cluster
-    node) must not regrade everyone.
+    node) must not regrade everyone; so are the workers, which give the same grade.
     """
-    chosen = {k: v for k, v in asdict(options).items() if k not in ("data_dir", "keep_job")}
+    chosen = {k: v for k, v in asdict(options).items()
+              if k not in ("data_dir", "keep_job", "workers")}
     settings = [spec_path.read_text(encoding="utf-8"), chosen, grader_hash()]
     text = json.dumps(settings, sort_keys=True,
                       default=lambda v: sorted(v) if isinstance(v, (set, frozenset)) else str(v))

@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import queue
 import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
@@ -191,12 +193,55 @@ class Capture:
         return bytes(self.head) + marker + bytes(tail)
 
 
+class Replies:
+    """Messages from a warm worker's channel: one JSON object per line, until it closes.
+
+    The channel is the grader's own code talking, but from inside the sandbox,
+    so it is read with bounds: a line over MAX_REPLY bytes, or one that is not
+    a JSON object, counts as the channel closing.
+    """
+
+    MAX_REPLY = 1 << 16
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+        self.closed = False
+        self.partial = b""
+
+    def add(self, data: bytes) -> None:
+        if not data:
+            self.closed = True
+            return
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                self.closed = True
+            else:
+                self.messages.append(message)
+        if len(self.partial) > self.MAX_REPLY:
+            self.closed = True
+
+    def take(self, key: str) -> dict | None:
+        for i, message in enumerate(self.messages):
+            if key in message:
+                return self.messages.pop(i)
+        return None
+
+    def has(self, key: str) -> bool:
+        return any(key in m for m in self.messages)
+
+
 class Pump:
     """Moves what arrives on pipes into their sinks (anything with `add(bytes)`), without
     ever blocking on one of them; a pipe that closes is forgotten."""
 
-    def __init__(self, sinks: dict):
+    def __init__(self, sinks: dict, keep: tuple = ()):
         self.sinks = dict(sinks)
+        self.keep = keep            # pipes that outlive this pump (a service's channel)
         self.selector = selectors.DefaultSelector()
         for pipe in self.sinks:
             os.set_blocking(_fd(pipe), False)
@@ -221,7 +266,11 @@ class Pump:
 
     def drain(self, limit_s: float = 2.0) -> None:
         """Read the rest once the writers are dead (bounded: an escaped writer may linger),
-        then close every pipe."""
+        then close every pipe; a kept pipe is only let go, not waited for."""
+        for pipe in self.keep:
+            if pipe in self.sinks:
+                self.selector.unregister(pipe)
+                del self.sinks[pipe]
         deadline = time.monotonic() + limit_s
         while self.selector.get_map() and time.monotonic() < deadline:
             self.pump(0.1)
@@ -233,6 +282,8 @@ class Pump:
                 self.selector.unregister(pipe)
             except (KeyError, ValueError):
                 pass
+            if pipe in self.keep:
+                continue
             if hasattr(pipe, "close"):
                 pipe.close()
             else:
@@ -248,8 +299,9 @@ class Tree:
     """A process tree held to its limits: its root, every process ever seen in it (so each
     can be killed even after it left the tree), and how to tell that the root still runs."""
 
-    def __init__(self, root: int, watch: Watch, running: Callable[[], bool]):
+    def __init__(self, root: int, watch: Watch, running: Callable[[], bool], owned: bool = True):
         self.root, self.watch, self.running = root, watch, running
+        self.owned = owned          # this process is the root's parent and has not reaped it
         self.seen: dict[int, Proc] = {}
 
     def supervise(self, pump: Pump, timeout_s: float, deadline: Callable[[], float],
@@ -290,10 +342,11 @@ class Tree:
         self.seen.update(process_tree(self.root))
         if cgroup is not None:
             self.seen.update(cgroup.members())
-        try:
-            os.killpg(self.root, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.owned or (self.root in self.seen and alive(self.root, self.seen[self.root])):
+            try:   # (a root someone else reaps may be gone, and its number taken: not then)
+                os.killpg(self.root, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for pid, info in self.seen.items():
             if alive(pid, info):
                 try:
@@ -326,3 +379,28 @@ def exit_reason(code: int, sandboxed: bool) -> str | None:
     if code != 0:
         return f"the submission's process exited with status {code} before reporting"
     return None
+
+
+_SPAWNER: list[queue.Queue] = []
+
+
+def spawn(start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """Call `start()` on one thread that lives as long as this process: bwrap's
+    --die-with-parent (like PR_SET_PDEATHSIG) follows the *thread* that started it, and a
+    warm worker must outlive the grading thread that happened to need it first."""
+    if not _SPAWNER:
+        calls: queue.Queue = queue.Queue()
+
+        def serve() -> None:
+            while True:
+                call, future = calls.get()
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # noqa: B036 - handed back to the caller
+                    future.set_exception(exc)
+
+        threading.Thread(target=serve, name="grader-spawner", daemon=True).start()
+        _SPAWNER.append(calls)
+    future: Future = Future()
+    _SPAWNER[0].put((start, future))
+    return future.result()

@@ -112,7 +112,7 @@ def test_batch_grades_every_student_into_a_gradebook(graded_class):
     assert f"{STUDENTS} graded, 0 unchanged" in run.out
     assert f"{STUDENTS}/{STUDENTS}" in run.err and "ETA" in run.err  # the progress bar
     rows = gradebook(out)
-    assert list(rows[0]) == ["student", "score", "max_score", "shapes", "params"]
+    assert list(rows[0]) == ["student", "score", "max_score", "shapes", "params", "flags"]
     assert len(rows) == STUDENTS and "README" not in {r["student"] for r in rows}
     by_student = {r["student"]: r for r in rows}
     for sol in ("sol01", "sol05", "sol07"):
@@ -120,7 +120,7 @@ def test_batch_grades_every_student_into_a_gradebook(graded_class):
     assert by_student["skeleton_a"]["score"] == "0"
     assert float(by_student["bug_fc1_width"]["params"]) < 3
     for student in by_student:
-        assert (out / student / "report.md").read_text().startswith("# cifar10_cnn:")
+        assert (out / student / "report.md").read_text().startswith("# cifar10\\_cnn:")
 
 
 def test_broken_submissions_only_affect_themselves(graded_class):

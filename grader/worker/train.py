@@ -15,6 +15,7 @@ launch-bound nets of a course feel most).
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
@@ -34,13 +35,22 @@ def load_arrays(paths: dict[str, str], device: torch.device) -> dict[str, torch.
     """Map the prepared .npy files read-only and move them to the device.
 
     Mapping instead of reading means workers graded side by side share one copy
-    of the dataset in the page cache instead of each holding its own.
+    of the dataset in the page cache instead of each holding its own. A warm
+    trainer (grader/worker/serve.py) keeps the last dataset it loaded, so the
+    device holds it once for every submission; nothing writes to these tensors
+    (batches are float copies; on the CPU the pages are mapped read-only).
     """
-    arrays = {k: np.load(v, mmap_mode="r", allow_pickle=False) for k, v in paths.items()}
+    return dict(_load_arrays(tuple(sorted(paths.items())), str(device)))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_arrays(paths: tuple[tuple[str, str], ...], device: str
+                 ) -> tuple[tuple[str, torch.Tensor], ...]:
+    arrays = {k: np.load(v, mmap_mode="r", allow_pickle=False) for k, v in paths}
     with warnings.catch_warnings():
         # torch warns that the map is read-only; nothing writes to it (batches are copies).
         warnings.simplefilter("ignore", UserWarning)
-        return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+        return tuple((k, torch.from_numpy(v).to(device)) for k, v in arrays.items())
 
 
 def make_deterministic() -> None:
