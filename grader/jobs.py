@@ -85,7 +85,7 @@ def _in_warm_workers(services: warm.Services, job: Path, request: dict, replay: 
     failure = services.run_code(job, timeout)
     _collect(job, request["stages"], failure, m, data, optional=MODEL_STAGES)
     if replay.choose(m):
-        replay.collect(services.replay(replay, timeout), m, data)
+        replay.collect(services.replay(replay, timeout, str(m.source.origin)), m, data)
     if hidden is not None:
         protocol.write_json_atomic(hidden.job / protocol.REQUEST, hidden.request)
         hidden.collect(services.run_code(hidden.job, timeout), m)

@@ -123,8 +123,13 @@ def command(bwrap: str, job: Path, request: dict, limits: Limits, worker: list[s
 def service_command(bwrap: str, limits: Limits, device: str, mounts: list[Mount],
                     worker: list[str], caps: tuple[str, ...] = ()) -> list[str]:
     """The bwrap command line of a long-lived worker (grader/warm.py): the system view of
-    every worker, its spool folder and `mounts`, and `caps` kept inside its namespaces."""
-    keep = [a for cap in caps for a in ("--cap-add", cap)]
+    every worker, its spool folder and `mounts`, and `caps` kept inside its namespaces.
+
+    A worker that keeps capabilities (the fork server) is the first process of its pid
+    namespace itself (`--as-pid-1`): bwrap's own first process would be one its children
+    could look into (/proc/1/root shows the whole spool), and the fork server is not.
+    """
+    keep = [a for cap in caps for a in ("--cap-add", cap)] + (["--as-pid-1"] if caps else [])
     return [bwrap, *system_args(limits, device), *keep, *bind_args(mounts), "--remount-ro", "/",
             "--setenv", "TMPDIR", "/tmp", "--chdir", "/tmp", "--", *worker]
 

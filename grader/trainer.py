@@ -113,32 +113,34 @@ class Trainer:
 
     def _lose(self, job: Path, stopped: str | None) -> Outcome:
         """The trainer cannot go on: stop it; the job is retried alone in a fresh worker."""
-        self.close()
+        self._stop()
         if stopped is None and self.cgroup is not None and self.cgroup.oom_killed():
             stopped = memory_message(self.limits)
-        code = self.proc.returncode
-        why = stopped or exit_reason(code, sandboxed=True) or "the grader's trainer stopped"
+        why = stopped or exit_reason(self.proc.returncode, sandboxed=True) or \
+            "the grader's trainer stopped"
         return Outcome(why, retry=True)
 
     @property
     def alive(self) -> bool:
         return not self.lost
 
-    def close(self) -> None:
-        """Stop the trainer and everything it started; remove its cgroup and spool."""
+    def _stop(self) -> None:
+        """Stop the trainer and everything it started (it leaves when its stdin closes)."""
         if self.lost:
             return
         self.lost = True
         try:
             self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        except (OSError, subprocess.TimeoutExpired):
             pass
         self.tree.kill(reap=self.proc.wait)
         self.pump.close()
+
+    def close(self) -> None:
+        """Stop the trainer; remove its cgroup and its spool."""
+        self._stop()
         if self.cgroup is not None:
             self.cgroup.remove()
+            self.cgroup = None
         shutil.rmtree(self.spool, ignore_errors=True)

@@ -67,14 +67,18 @@ class Services:
                 _clear(job / protocol.OUT_DIR)
         return run_worker(job, timeout_s, self.opts.limits, self.opts.sandbox)
 
-    def replay(self, replay: Any, timeout_s: float) -> str | None:
+    def replay(self, replay: Any, timeout_s: float, label: str) -> str | None:
         """`replay` (jobs._Replay) in the warm trainer, or again alone in a fresh worker."""
         trainer = self._trainer(replay.request)
         outcome = trainer.run(_placed(replay, trainer.new_job()), timeout_s)
         if not outcome.retry:
             return outcome.failure
         if not trainer.alive:
+            trainer.close()
             self.trainer = None
+        print(f"grader: measuring {label} again, alone in a fresh worker: the warm trainer "
+              f"{'stopped: ' + outcome.failure if outcome.failure else 'ran out of memory'}",
+              file=sys.stderr)
         replay.place(replay.source_job / "replay")
         return run_worker(replay.job, timeout_s, self.opts.limits, self.opts.sandbox)
 
