@@ -65,21 +65,23 @@ class ForkServer:
             preexec_fn=functools.partial(prepare_child, limits, None)))
         theirs.close()
         self.sock = ours
-        self.level, self.server = self._ready()
+        self.level = self.server = -1    # where it sits in the pid namespaces, once ready
 
-    def _ready(self) -> tuple[int, int]:
-        """Wait for the server to have imported torch; where it sits in the pid namespaces."""
+    def _ready(self) -> None:
+        """Wait, once, for the server to have imported torch, and find it among its sandbox's
+        processes (it started beside the trainer, so their start-ups overlap)."""
+        if self.server != -1:
+            return
         pump = Pump({self.sock: self.replies}, keep=(self.sock,))
         ready = self._await(pump, "ready", START_S)
         pump.close()
         if ready is None:
-            self.close()
             raise ServerLost(f"the fork server did not start: {self.log_tail()}")
         for pid in sorted(process_tree(self.proc.pid)):
             ids = namespace_pids(pid)
             if ids and ids[-1] == ready["ready"] and (len(ids) > 1 or not self.isolated):
-                return len(ids) - 1, pid
-        self.close()
+                self.level, self.server = len(ids) - 1, pid
+                return
         raise ServerLost("the fork server cannot be found among its sandbox's processes")
 
     def new_job(self) -> Path:
@@ -92,6 +94,7 @@ class ForkServer:
         """Run the job's request (already in job/request.json) in a fresh child; why it
         stopped abnormally, or None. Raises ServerLost if the server itself failed."""
         with self.lock:
+            self._ready()
             for folder in (protocol.OUT_DIR, "tmp"):
                 (job / folder).mkdir(exist_ok=True)
             request = json.loads((job / protocol.REQUEST).read_text(encoding="utf-8"))

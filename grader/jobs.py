@@ -81,6 +81,8 @@ def _in_warm_workers(services: warm.Services, job: Path, request: dict, replay: 
                      data: PreparedData | None) -> None:
     """The submission's code in a child of the fork server, then its exported model in the
     warm trainer; the hidden cases last, in a child of their own (one child at a time)."""
+    if replay.wanted:
+        services.start_trainer(replay.request)
     protocol.write_json_atomic(job / protocol.REQUEST, request)
     failure = services.run_code(job, timeout)
     _collect(job, request["stages"], failure, m, data, optional=MODEL_STAGES)

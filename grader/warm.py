@@ -67,6 +67,11 @@ class Services:
                 _clear(job / protocol.OUT_DIR)
         return run_worker(job, timeout_s, self.opts.limits, self.opts.sandbox)
 
+    def start_trainer(self, request: dict) -> None:
+        """Start the trainer for this replay request now, so its start-up overlaps the
+        fork server's and the submission's own work."""
+        self._trainer(request)
+
     def replay(self, replay: Any, timeout_s: float, label: str) -> str | None:
         """`replay` (jobs._Replay) in the warm trainer, or again alone in a fresh worker."""
         trainer = self._trainer(replay.request)
@@ -88,7 +93,7 @@ class Services:
         if self.forks is None and self.forks_problem is None:
             try:
                 self.forks = ForkServer(self.opts.limits, self.opts.sandbox)
-            except (ServerLost, OSError) as exc:
+            except OSError as exc:
                 self._lose_forks(str(exc))
         return self.forks
 
