@@ -67,8 +67,8 @@ def main() -> int:
         baseline.reset()
         request = json.loads((job / "request.json").read_text(encoding="utf-8"))
         errors = run_request(job, request)
-        _release_memory()
         _reply(replies, {"job": str(job), "retry": bool(errors & RETRY)})
+        _release_memory()   # while the parent reads the results
     return 0
 
 
