@@ -209,3 +209,19 @@ def test_a_fork_server_that_dies_leaves_its_work_to_fresh_workers(tmp_path):
         assert comparable(json.loads(render(graded, "json"))) == \
             comparable(json.loads(render(expected, "json")))
     assert second.score < first.score == 7
+
+
+@pytest.mark.gpu
+def test_a_warm_batch_on_the_gpu_trains_as_fresh_workers_do(tmp_path):
+    """CUDA in the warm trainer's sandbox, deterministic kernels, the same records as fresh."""
+    assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=2, batch_size=32,
+                                 optimizer={"name": "adam", "lr": 0.003})
+    subs = write(tmp_path / "subs", {"a_noisy": NOISY, "b_lab": LAB})
+    run = batch(subs, tmp_path / "out", "--assignment", str(assignment), "--jobs", "1",
+                "--device", "cuda")
+    assert run.code == 0, run.err
+    for student in ("a_noisy", "b_lab"):
+        graded = result(tmp_path / "out", student)
+        assert graded["device"].startswith("cuda")
+        assert graded == single(subs / f"{student}.py", "--assignment", str(assignment),
+                                "--device", "cuda"), student
