@@ -139,6 +139,22 @@ def grade_one(submission: Path, spec_path: Path, options, out_dir: Path) -> Outc
     return Outcome(student, "graded", result.score, result.max_score)
 
 
+def grade_chunk(submissions: list[Path], spec_path: Path, options, out_dir: Path
+                ) -> list[Outcome]:
+    """grade_one for each of several submissions in one process (one cluster task), so that
+    its warm workers serve them all."""
+    return [grade_one(submission, spec_path, options, out_dir) for submission in submissions]
+
+
+def outcome_on_disk(submission: Path, spec_path: Path, options, out_dir: Path, why: str
+                    ) -> Outcome:
+    """What a job whose process was lost left: its result if it got that far, else `why`."""
+    folder = out_dir / student_name(submission)
+    if is_done(folder, job_key(submission, spec_path, options)):
+        return _outcome_from_disk(student_name(submission), folder, "graded")
+    return Outcome(student_name(submission), "error", message=why)
+
+
 def _grade(submission: Path, spec_path: Path, options):
     from .runner import grade
     from .spec import load_spec

@@ -197,7 +197,7 @@ def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, d
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
                    timeout_s=timeout, limits=limits, sandbox=sandbox, workers=workers or "warm")
     runner = _guard(lambda: make_executor(executor, jobs, gpus, out.resolve(),
-                                          timeout or spec.timeout_s, device != "cpu", partition))
+                                          timeout or spec.timeout_s, device == "cuda", partition))
     with ProgressBar(len(entries)) as bar:
         summary = _guard(lambda: run_batch(entries, spec_path, opts, out.resolve(), runner, bar))
     click.echo(f"{summary.count('graded')} graded, {summary.count('skipped')} unchanged since "

@@ -268,20 +268,20 @@ class Pump:
         """Read the rest once the writers are dead (bounded: an escaped writer may linger),
         then close every pipe; a kept pipe is only let go, not waited for."""
         for pipe in self.keep:
-            if pipe in self.sinks:
+            if self.sinks.pop(pipe, None) is not None and pipe in self._registered():
                 self.selector.unregister(pipe)
-                del self.sinks[pipe]
         deadline = time.monotonic() + limit_s
         while self.selector.get_map() and time.monotonic() < deadline:
             self.pump(0.1)
         self.close()
 
+    def _registered(self) -> list:
+        return [key.fileobj for key in self.selector.get_map().values()]
+
     def close(self) -> None:
         for pipe in self.sinks:
-            try:
+            if pipe in self._registered():
                 self.selector.unregister(pipe)
-            except (KeyError, ValueError):
-                pass
             if pipe in self.keep:
                 continue
             if hasattr(pipe, "close"):
