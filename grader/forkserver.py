@@ -190,7 +190,7 @@ class ForkServer:
         text = self.log.read().decode("utf-8", "replace").strip()
         return text[-limit:] or f"exit status {self.proc.poll()}"
 
-    def close(self) -> None:
+    def close(self, remove_spool: bool = True) -> None:
         """Stop the server (it leaves when its socket closes) and remove the spool."""
         self.sock.close()
         try:
@@ -199,7 +199,8 @@ class ForkServer:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.spool, ignore_errors=True)
+        if remove_spool:
+            shutil.rmtree(self.spool, ignore_errors=True)
 
 
 def namespace_pids(pid: int) -> list[int]:

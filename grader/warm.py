@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from .trainer import Trainer
 if TYPE_CHECKING:
     from .runner import Options
 
-WORKERS = ("fresh", "warm")
+log = logging.getLogger("grader")
 
 
 class Services:
@@ -46,6 +46,7 @@ class Services:
         self.opts = opts
         self.forks: ForkServer | None = None
         self.forks_problem: str | None = None
+        self.spools: list[Path] = []       # of fork servers lost while their jobs went on
         self.trainer: Trainer | None = None
         self.trainer_key: tuple | None = None
 
@@ -75,15 +76,17 @@ class Services:
     def replay(self, replay: Any, timeout_s: float, label: str) -> str | None:
         """`replay` (jobs._Replay) in the warm trainer, or again alone in a fresh worker."""
         trainer = self._trainer(replay.request)
-        outcome = trainer.run(_placed(replay, trainer.new_job()), timeout_s)
+        folder = trainer.new_job()
+        replay.place(folder)
+        outcome = trainer.run(folder, timeout_s)
         if not outcome.retry:
             return outcome.failure
         if not trainer.alive:
             trainer.close()
             self.trainer = None
-        print(f"grader: measuring {label} again, alone in a fresh worker: the warm trainer "
-              f"{'stopped: ' + outcome.failure if outcome.failure else 'ran out of memory'}",
-              file=sys.stderr)
+        log.warning("grader: measuring %s again, alone in a fresh worker: the warm trainer %s",
+                    label, f"stopped: {outcome.failure}" if outcome.failure else
+                    "ran out of memory")
         replay.place(replay.source_job / "replay")
         return run_worker(replay.job, timeout_s, self.opts.limits, self.opts.sandbox)
 
@@ -98,13 +101,15 @@ class Services:
         return self.forks
 
     def _lose_forks(self, why: str) -> None:
-        """No more fork server in this process: fresh workers from now on, said once."""
+        """No more fork server in this process: fresh workers from now on, said once. Its
+        spool stays until the end: the job that found it broken still lives there."""
         if self.forks is not None:
-            self.forks.close()
+            self.forks.close(remove_spool=False)
+            self.spools.append(self.forks.spool)
             self.forks = None
         if self.forks_problem is None:
             self.forks_problem = why
-            print(f"grader: submissions now run in fresh workers: {why}", file=sys.stderr)
+            log.warning("grader: submissions now run in fresh workers: %s", why)
 
     def _trainer(self, request: dict) -> Trainer:
         """The trainer for this request's device and data (a new one when they change)."""
@@ -124,11 +129,8 @@ class Services:
         if self.trainer is not None:
             self.trainer.close()
             self.trainer = None
-
-
-def _placed(replay: Any, folder: Path) -> Path:
-    replay.place(folder)
-    return folder
+        for spool in self.spools:
+            shutil.rmtree(spool, ignore_errors=True)
 
 
 def _clear(folder: Path) -> None:

@@ -225,3 +225,33 @@ def test_a_warm_batch_on_the_gpu_trains_as_fresh_workers_do(tmp_path):
         assert graded["device"].startswith("cuda")
         assert graded == single(subs / f"{student}.py", "--assignment", str(assignment),
                                 "--device", "cuda"), student
+
+
+def test_a_fork_server_lost_in_the_middle_of_a_job_leaves_that_job_to_a_fresh_worker(tmp_path):
+    import threading
+
+    from grader import warm
+    from grader.reporters import render
+    from grader.runner import Options, grade as grade_in_process
+    from grader.spec import load_spec
+    from conftest import ASSIGNMENTS
+
+    spec = load_spec(ASSIGNMENTS / "cifar10_cnn" / "spec.yaml")
+    opts = Options(only=frozenset({"shapes", "params"}), workers="warm", sandbox="on")
+    code = write(tmp_path / "subs", {"ann": LAB, "slow_import": "import time\ntime.sleep(6)\n" + LAB})
+    try:
+        grade_in_process(code / "ann.py", spec, opts)          # the fork server is up
+        services = warm.services(opts)
+        server = services.forks.proc
+        killer = threading.Timer(2.0, lambda: os.kill(server.pid, signal.SIGKILL))
+        killer.start()
+        graded = grade_in_process(code / "slow_import.py", spec, opts)
+        killer.join()
+        assert services.forks is None and "fork server" in services.forks_problem
+    finally:
+        warm.close_all()
+    fresh = grade_in_process(code / "slow_import.py", spec,
+                             Options(only=frozenset({"shapes", "params"}), sandbox="on"))
+    assert comparable(json.loads(render(graded, "json"))) == \
+        comparable(json.loads(render(fresh, "json")))
+    assert graded.score == 7
