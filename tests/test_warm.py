@@ -255,3 +255,32 @@ def test_a_fork_server_lost_in_the_middle_of_a_job_leaves_that_job_to_a_fresh_wo
     assert comparable(json.loads(render(graded, "json"))) == \
         comparable(json.loads(render(fresh, "json")))
     assert graded.score == 7
+
+
+def test_hidden_cases_in_a_forked_child_stay_hidden_and_grade_as_fresh(tmp_path):
+    """The hidden cases run last, in a child of their own; their input reaches no report."""
+    import yaml
+
+    secret = 73519.0
+    spec = tmp_path / "course" / "assignments" / "twice"
+    spec.mkdir(parents=True)
+    (spec / "spec.yaml").write_text(yaml.safe_dump({
+        "name": "twice", "functions": [{"name": "twice", "returns": "tensor"}],
+        "checks": [{"id": "twice", "kind": "functions", "points": 2, "function": "twice",
+                    "cases": [{"args": [{"tensor": [1.0, 2.0]}], "expect": {"tensor": [2.0, 4.0]}},
+                              {"hidden": "more"}]}]}))
+    solutions = tmp_path / "course" / "solutions" / "twice"
+    solutions.mkdir(parents=True)
+    (solutions / "hidden_cases.yaml").write_text(yaml.safe_dump(
+        {"more": [{"args": [{"tensor": [secret, 8.0]}], "expect": {"tensor": [2 * secret, 16.0]}}]}))
+    (tmp_path / "twice.py").write_text(
+        "def twice(x):\n"
+        "    print('inputs:', x.tolist())\n"
+        "    if x[0] > 1000:\n"
+        "        raise ValueError(f'leaking {x.tolist()}')\n"
+        "    return 2 * x\n")
+    runs = {workers: grade(tmp_path / "twice.py", "-a", spec, "--format", "json", "--workers",
+                           workers) for workers in ("warm", "fresh")}
+    assert all(str(int(secret)) not in run.out + run.err for run in runs.values())
+    warm, fresh = (comparable(runs[w].json()) for w in ("warm", "fresh"))
+    assert warm == fresh and warm["score"] == 1.0
