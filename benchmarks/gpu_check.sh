@@ -35,7 +35,7 @@ else
     DEVICE=cpu
     TESTS=(python -m pytest -q -p no:cacheprovider tests/test_trainer.py -k "one_cycle or seed")
     BENCH=(python benchmarks/bench_grading.py --device cpu --copies 4 --train-copies 2
-           --runs 1 --skip-lab --train-images 500)
+           --runs 1 --skip-lab --train-images 500 --epochs 1)
     LIMITS=(300 900 600 600)
     ENSEMBLES=(--steps 3)
     LENET='{epochs: 1, max_train: 3000}'   # the recipe's path, not its figures
