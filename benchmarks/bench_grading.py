@@ -4,15 +4,21 @@
         (batch 4 as in the lab, and batch 128), one epoch of the CIFAR-10 lab net;
     (b) the grader's trainer for one submission: `grade SOLUTION` end to end (start-up,
         shapes, params, training, scoring), with the training time it reports;
-    (c) `grade batch` over N copies of the solution, end to end;
+    (c) `grade batch` over N copies of the solution with the spec's training, warm workers:
+        the whole batch against the trainer's own training time (the sum of every
+        submission's `train_seconds`, spread over the --jobs slots);
     (d) `grade SOLUTION --only shapes,params`: wall time of one command, start-up included,
-        next to the floor any fresh worker pays: `python -c "import torch"`.
+        next to the floor any fresh worker pays: `python -c "import torch"`;
+    (e) `grade batch` over N copies, shapes+params, `--workers fresh` (the baseline: two
+        new sandboxed workers per submission) and `--workers warm` (fork server and warm
+        trainer), alternating, per submission and as a share of a bare `import torch`.
 
-On a GPU box run it as is (full sizes); on a CPU the defaults are small so it
-finishes in minutes. Every figure is printed, with the date and the hardware.
+On a GPU box run it as is (full sizes); on a CPU the batches are smaller (24
+copies without training, 8 with the spec's recipe) so it finishes in minutes. Every figure is printed, with the date, the hardware and the
+machine's load average (a shared machine slows every figure, not the same-run ratios).
 
-    python benchmarks/bench_grading.py --device cuda
-    python benchmarks/bench_grading.py --device cpu --copies 4 --train-images 2000
+    python benchmarks/bench_grading.py --device cuda --json figures.json
+    python benchmarks/bench_grading.py --device cpu --copies 24 --jobs 2
 """
 from __future__ import annotations
 
@@ -39,10 +45,14 @@ SPEC = REPO / "assignments" / "cifar10_cnn" / "spec.yaml"
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--copies", type=int, help="submissions in the batch (GPU 200, CPU 4)")
-    p.add_argument("--epochs", type=int, help="epochs per submission (GPU 10, CPU 1)")
+    p.add_argument("--copies", type=int, help="submissions in the batches (GPU 200, CPU 24)")
+    p.add_argument("--train-copies", type=int, help="submissions in the training batch (c) "
+                   "(GPU 200, CPU 8)")
+    p.add_argument("--runs", type=int, default=3, help="runs of each batch in (e)")
+    p.add_argument("--skip-lab", action="store_true", help="leave out (a)")
+    p.add_argument("--epochs", type=int, help="epochs per submission (default 10: the spec's)")
     p.add_argument("--batch-size", type=int, help="grader's batch size (default: the spec's)")
-    p.add_argument("--train-images", type=int, help="training images (GPU all, CPU 2000)")
+    p.add_argument("--train-images", type=int, help="training images (default: all there are)")
     p.add_argument("--lab-images", type=int, help="images for the lab's epoch (default: as "
                                                   "--train-images); times are scaled to 50,000")
     p.add_argument("--jobs", type=int, help="grade batch --jobs (default: one per CPU core)")
@@ -60,8 +70,8 @@ def has_cuda() -> bool:
 def defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Full sizes on a GPU, small ones on a CPU, anything given on the command line wins."""
     gpu = args.device == "cuda" or (args.device == "auto" and has_cuda())
-    big = {"copies": 200, "epochs": 10, "train_images": None}
-    small = {"copies": 4, "epochs": 1, "train_images": 2000}
+    big = {"copies": 200, "train_copies": 200, "epochs": 10, "train_images": None}
+    small = {"copies": 24, "train_copies": 8, "epochs": 10, "train_images": None}  # spec recipe
     for key, value in (big if gpu else small).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -171,10 +181,32 @@ def one_submission(assignment: Path, device: str, env: dict[str, str]) -> dict:
             "accuracy": acc["details"]["accuracy"], "device": acc["details"]["device"]}
 
 
-def batch(subs: Path, assignment: Path, out: Path, args, env: dict[str, str]) -> float:
+def batch(subs: Path, assignment: Path, out: Path, args, env: dict[str, str], *extra: str
+          ) -> float:
+    shutil.rmtree(out, ignore_errors=True)
     wall, _ = run_grade("batch", subs, "--assignment", assignment, "--out", out, "--jobs",
-                        str(args.jobs), "--device", args.device, env=env)
+                        str(args.jobs), "--device", args.device, *extra, env=env)
     return wall
+
+
+def training_batch(subs: Path, assignment: Path, out: Path, args, env: dict[str, str]) -> dict:
+    """(c): the whole batch, and the training time every submission reported."""
+    wall = batch(subs, assignment, out, args, env, "--workers", "warm")
+    train = [next(c for c in json.loads((folder / "result.json").read_text())["checks"]
+                  if c["kind"] == "accuracy")["details"]["train_seconds"]
+             for folder in sorted(out.iterdir()) if (folder / "result.json").is_file()]
+    return {"wall_s": wall, "train_s": sum(train), "graded": len(train)}
+
+
+def shapes_batches(subs: Path, assignment: Path, out: Path, args, env: dict[str, str]
+                   ) -> dict[str, float]:
+    """(e): median wall time of the shapes+params batch per worker kind, taking turns."""
+    times: dict[str, list[float]] = {"fresh": [], "warm": []}
+    for _ in range(args.runs):
+        for workers in times:
+            times[workers].append(batch(subs, assignment, out, args, env, "--workers", workers,
+                                        "--only", "shapes,params"))
+    return {workers: statistics.median(t) for workers, t in times.items()}
 
 
 def import_torch(runs: int = 5) -> float:
@@ -209,32 +241,53 @@ def hardware(device: str) -> str:
 def report(fig: dict, args) -> str:
     per50k = 50000 / fig["train_images"]
     grader_epoch = fig["one"]["train_s"] / args.epochs
+    torch_s = fig["import_torch_s"]
     lines = [
         f"date: {fig['date']}", f"hardware: {fig['hardware']}",
+        f"load average before / after: {fig['load_before']:.1f} / {fig['load_after']:.1f} "
+        f"(on {os.cpu_count()} CPUs)",
         f"data: {fig['dataset']}, {fig['train_images']} training images; "
         f"{args.epochs} epoch(s) per submission, device {args.device}",
         "",
-        f"(a) lab pipeline, batch 4:    {fig['lab4_s']:8.2f} s/epoch  "
-        f"({fig['lab4_s'] * 50000 / fig['lab_images']:.1f} s per 50k images)",
-        f"(a) lab pipeline, batch 128:  {fig['lab128_s']:8.2f} s/epoch  "
-        f"({fig['lab128_s'] * 50000 / fig['lab_images']:.1f} s per 50k images)",
+    ]
+    if "lab4_s" in fig:
+        lines += [
+            f"(a) lab pipeline, batch 4:    {fig['lab4_s']:8.2f} s/epoch  "
+            f"({fig['lab4_s'] * 50000 / fig['lab_images']:.1f} s per 50k images)",
+            f"(a) lab pipeline, batch 128:  {fig['lab128_s']:8.2f} s/epoch  "
+            f"({fig['lab128_s'] * 50000 / fig['lab_images']:.1f} s per 50k images)"]
+    c, e = fig["training_batch"], fig["shapes_batch"]
+    lines += [
         f"(b) grader trainer:           {grader_epoch:8.2f} s/epoch  "
         f"({grader_epoch * per50k:.2f} s per 50k images), accuracy {fig['one']['accuracy']:.3f}",
         f"(b) one submission end to end: {fig['one']['wall_s']:7.2f} s wall, of which "
         f"{fig['one']['wall_s'] - fig['one']['train_s']:.2f} s is not training",
-        f"(c) grade batch, {args.copies} copies, --jobs {args.jobs}: {fig['batch_s']:.2f} s wall "
-        f"({fig['batch_s'] / args.copies:.2f} s per submission)",
+        f"(c) grade batch, {args.train_copies} copies with training, --jobs {args.jobs}, warm: "
+        f"{c['wall_s']:.2f} s wall; training {c['train_s']:.2f} s summed over submissions",
         f"(d) shapes+params, one submission: {fig['shapes_params_s']:.2f} s wall (median of 5); "
-        f"a bare `import torch` takes {fig['import_torch_s']:.2f} s",
+        f"a bare `import torch` takes {torch_s:.2f} s (median of 5)",
+        f"(e) grade batch, {args.copies} copies, shapes+params, --jobs {args.jobs} (median of "
+        f"{args.runs}): fresh {e['fresh']:.2f} s ({e['fresh'] / args.copies:.3f} s per "
+        f"submission), warm {e['warm']:.2f} s ({e['warm'] / args.copies:.3f} s per submission)",
         "",
-        "ratios:",
-        f"  lab batch 4 / grader epoch:    {fig['lab4_s'] / fig['lab_images'] / (grader_epoch / fig['train_images']):8.1f}x",
-        f"  lab batch 128 / grader epoch:  {fig['lab128_s'] / fig['lab_images'] / (grader_epoch / fig['train_images']):8.1f}x",
-        f"  one submission alone / per submission in the batch: "
-        f"{fig['one']['wall_s'] / (fig['batch_s'] / args.copies):.1f}x",
-        f"  200 submissions at the batch's rate: {fig['batch_s'] / args.copies * 200:.0f} s "
-        "(target 120 s on one H100 at full size)",
+        "ratios (same run):",
+        f"  (e) per submission / bare import torch: fresh {e['fresh'] / args.copies / torch_s:.2f}x, "
+        f"warm {e['warm'] / args.copies / torch_s:.2f}x (target <= 0.35x)",
+        f"  (e) warm / fresh batch: {e['warm'] / e['fresh']:.2f}x",
+        f"  (c) batch wall x jobs / summed training time: "
+        f"{c['wall_s'] * args.jobs / c['train_s']:.2f}x (target <= 1.3x); batch wall / summed "
+        f"training time: {c['wall_s'] / c['train_s']:.2f}x",
+        f"  one submission alone / per submission in the training batch: "
+        f"{fig['one']['wall_s'] / (c['wall_s'] / args.train_copies):.1f}x",
+        f"  200 submissions at the training batch's rate: "
+        f"{c['wall_s'] / args.train_copies * 200:.0f} s",
     ]
+    if "lab4_s" in fig:
+        lines += [
+            f"  lab batch 4 / grader epoch:    "
+            f"{fig['lab4_s'] / fig['lab_images'] / (grader_epoch / fig['train_images']):8.1f}x",
+            f"  lab batch 128 / grader epoch:  "
+            f"{fig['lab128_s'] / fig['lab_images'] / (grader_epoch / fig['train_images']):8.1f}x"]
     return "\n".join(lines)
 
 
@@ -243,7 +296,8 @@ def main() -> None:
     data_dir = (args.data_dir or Path(os.environ.get("GRADER_DATA") or
                                       REPO.parent / "shared" / "data")).resolve()
     work = Path(tempfile.mkdtemp(prefix="bench-grading-"))
-    env = {**os.environ, "GRADER_CACHE": str(work / "cache"), "GRADER_DATA": str(data_dir)}
+    env = {**os.environ, "GRADER_CACHE": str(work / "cache"), "GRADER_DATA": str(data_dir),
+           "PYTHONPATH": str(REPO)}
     os.environ.update(GRADER_CACHE=env["GRADER_CACHE"])
     try:
         assignment = make_assignment(work, args)
@@ -252,12 +306,18 @@ def main() -> None:
         fig = {"date": datetime.date.today().isoformat(), "hardware": hardware(args.device),
                "dataset": f"{prepared.name} ({prepared.variant})", "train_images": prepared.n_train,
                "lab_images": lab_images}
+        fig["load_before"] = os.getloadavg()[0]
         fig["import_torch_s"] = import_torch()
         fig["shapes_params_s"] = shapes_params(assignment, env)
         fig["one"] = one_submission(assignment, args.device, env)
-        fig["batch_s"] = batch(make_copies(work, args.copies), assignment, work / "out", args, env)
-        for bs in (4, 128):
-            fig[f"lab{bs}_s"] = lab_epoch(prepared.worker_files, bs, lab_images, args.device)
+        fig["shapes_batch"] = shapes_batches(make_copies(work, args.copies), assignment,
+                                             work / "out", args, env)
+        fig["training_batch"] = training_batch(make_copies(work / "training", args.train_copies),
+                                               assignment, work / "out", args, env)
+        if not args.skip_lab:
+            for bs in (4, 128):
+                fig[f"lab{bs}_s"] = lab_epoch(prepared.worker_files, bs, lab_images, args.device)
+        fig["load_after"] = os.getloadavg()[0]
         print(report(fig, args))
         if args.json:
             args.json.write_text(json.dumps({**fig, "args": {k: str(v) for k, v in

@@ -108,9 +108,10 @@ def settings_hash(spec_path: Path, options) -> str:
     """Hash of what else decides a grade: the spec, every grading option, the grader's code.
 
     The data folder is left out: the same dataset mounted elsewhere (a cluster
-    node) must not regrade everyone.
+    node) must not regrade everyone; so are the workers, which give the same grade.
     """
-    chosen = {k: v for k, v in asdict(options).items() if k not in ("data_dir", "keep_job")}
+    chosen = {k: v for k, v in asdict(options).items()
+              if k not in ("data_dir", "keep_job", "workers")}
     settings = [spec_path.read_text(encoding="utf-8"), chosen, grader_hash()]
     text = json.dumps(settings, sort_keys=True,
                       default=lambda v: sorted(v) if isinstance(v, (set, frozenset)) else str(v))
@@ -157,6 +158,22 @@ def grade_one(submission: Path, spec_path: Path, options, out_dir: Path) -> Outc
     _write_result(folder, result, key)
     return Outcome(student, "graded", result.score, result.max_score,
                    seconds=time.monotonic() - start, status=result.status)
+
+
+def grade_chunk(submissions: list[Path], spec_path: Path, options, out_dir: Path
+                ) -> list[Outcome]:
+    """grade_one for each of several submissions in one process (one cluster task), so that
+    its warm workers serve them all."""
+    return [grade_one(submission, spec_path, options, out_dir) for submission in submissions]
+
+
+def outcome_on_disk(submission: Path, spec_path: Path, options, out_dir: Path, why: str
+                    ) -> Outcome:
+    """What a job whose process was lost left: its result if it got that far, else `why`."""
+    folder = out_dir / student_name(submission)
+    if is_done(folder, job_key(submission, spec_path, options)):
+        return _outcome_from_disk(student_name(submission), folder, "graded")
+    return Outcome(student_name(submission), "error", message=why)
 
 
 def _grade(submission: Path, spec_path: Path, options, on_epoch=None):

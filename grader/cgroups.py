@@ -80,6 +80,13 @@ class WorkerCgroup:
             finally:
                 os.close(fd)
 
+    def entry_fds(self) -> list[int]:
+        """Open `cgroup.procs` of every folder for writing: a process that holds these (a child
+        of the fork server, which cannot see the cgroup file system) joins by writing "0".
+        The kernel checks the permission of whoever opened them, that is, this process."""
+        return [os.open(folder / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+                for folder in dict.fromkeys(self.folders.values())]
+
     def members(self) -> dict[int, Proc]:
         """Every process in the cgroup, even one that left the worker's tree and group."""
         found: dict[int, Proc] = {}

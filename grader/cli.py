@@ -114,6 +114,10 @@ def grading_options(command):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--timeout", type=float,
                      help="Seconds before a submission's process is stopped."),
+        click.option("--workers", type=click.Choice(["fresh", "warm"]),
+                     help="fresh: new sandboxed processes for every submission (default of "
+                     "`grade PATH`); warm: a fork server for the code and a trainer that stay "
+                     "up between submissions (default of `grade batch`). Same grade either way."),
     ]
     command = sandbox_options(command)
     for option in reversed(options):
@@ -129,15 +133,15 @@ def grading_options(command):
               help="Report format (default: text, or from the --out suffix).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @grading_options
-def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, timeout, limits,
-                     sandbox) -> None:
+def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, timeout, workers,
+                     limits, sandbox) -> None:
     """Grade PATH (a .py file, an .ipynb notebook, or a folder holding one)."""
     from . import reporters
     from .runner import Options, grade
     from .spec import find_spec, load_spec
 
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
-                   timeout_s=timeout, limits=limits, sandbox=sandbox)
+                   timeout_s=timeout, limits=limits, sandbox=sandbox, workers=workers or "fresh")
     spec = _guard(lambda: load_spec(find_spec(path, assignment, course_roots())))
     with training_display(spec.name, _trains(spec, opts.only)) as on_epoch:
         result = _guard(lambda: grade(path, spec, opts, on_epoch=on_epoch))
@@ -203,7 +207,7 @@ def course_build(names: tuple[str, ...], root: Path) -> None:
 @click.option("--partition", help="Slurm partition for --executor submitit.")
 @grading_options
 def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, device, data_dir,
-                only, seed, timeout, limits, sandbox) -> None:
+                only, seed, timeout, workers, limits, sandbox) -> None:
     """Grade each entry of SUBMISSIONS (a folder or a file per student) into OUT.
 
     A rerun skips students whose code and grading settings did not change, so an
@@ -220,11 +224,11 @@ def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, d
     spec = _guard(lambda: load_spec(spec_path))
     entries = _guard(lambda: discover(submissions))
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
-                   timeout_s=timeout, limits=limits, sandbox=sandbox)
+                   timeout_s=timeout, limits=limits, sandbox=sandbox, workers=workers or "warm")
     slots = jobs or os.cpu_count() or 1
     limit = timeout or spec.timeout_s
     runner = _guard(lambda: make_executor(executor, slots, gpus, out.resolve(), limit,
-                                          device != "cpu", partition))
+                                          device == "cuda", partition))
     with BatchView(len(entries), slots, out.resolve(), limit) as view:
         summary = _guard(lambda: run_batch(entries, spec_path, opts, out.resolve(), runner, view))
     click.echo(f"{summary.count('graded')} graded, {summary.count('skipped')} unchanged since "

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .batch import Outcome, grade_one, student_name
+from .batch import Outcome, grade_chunk, grade_one, outcome_on_disk, student_name
 
 
 def _lost(job: tuple, why: str) -> Outcome:
@@ -112,14 +115,23 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class SubmititExecutor:
-    """Each job as one task of a Slurm job array (submitit's local executor without Slurm).
+    """Chunks of jobs as the tasks of one Slurm job array (submitit's local executor without
+    Slurm).
 
-    The job is the same picklable `grade_one`; the tasks read and write the same
-    OUT folder, which must therefore be on a shared file system.
+    Each task runs `batch.grade_chunk` over a few submissions, so its warm workers serve
+    them all; the tasks read and write the same OUT folder, which must therefore be on a
+    shared file system. Tasks are followed by their result files and `squeue`, not by
+    submitit's `sacct` polling: a cluster without an accounting database works too, and a
+    task that leaves the queue without a result (cancelled, timed out, its node lost) is
+    reported instead of waited for. docs/SLURM.md has the settings a course needs.
     """
 
+    CHUNKS_PER_SLOT = 4     # tasks per array slot: small enough to spread, big enough to warm
+    POLL_S = 2.0
+    GRACE_S = 10.0
+
     def __init__(self, folder: Path, jobs: int, timeout_min: float, use_gpu: bool,
-                 partition: str | None = None):
+                 partition: str | None = None, name: str = "grade"):
         try:
             import submitit
         except ImportError as exc:
@@ -128,23 +140,88 @@ class SubmititExecutor:
             raise UsageError("--executor submitit needs submitit: "
                              "pip install 'cnn-grader[slurm]'") from exc
         self.executor = submitit.AutoExecutor(folder=folder)
-        params = {"timeout_min": int(timeout_min) + 1, "slurm_array_parallelism": jobs,
-                  "gpus_per_node": 1 if use_gpu else 0}
+        self.jobs, self.timeout_min = jobs, timeout_min
+        self.params = {"slurm_array_parallelism": jobs, "name": name}
+        if use_gpu:   # (asking for 0 GPUs is an error on a cluster without any)
+            self.params["gpus_per_node"] = 1
         if partition:
-            params["slurm_partition"] = partition
-        self.executor.update_parameters(**params)
+            self.params["slurm_partition"] = partition
 
     def run(self, warm_up: Callable, warm_args: tuple, jobs: list[tuple]) -> Iterator[Outcome]:
-        import submitit
+        size = -(-len(jobs) // (self.jobs * self.CHUNKS_PER_SLOT))
+        chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        # A task may use every one of its submissions' time limits, plus its start-up.
+        self.executor.update_parameters(timeout_min=int(self.timeout_min * size) + 5,
+                                        **self.params)
+        for _, failure in self._follow([self.executor.submit(warm_up, *warm_args)]):
+            if failure:
+                raise RuntimeError(f"preparing the dataset on the cluster failed: {failure}")
+        spec_path, options, out_dir = jobs[0][1:]
+        tasks = self.executor.map_array(grade_chunk, [[job[0] for job in c] for c in chunks],
+                                        *([arg] * len(chunks) for arg in (spec_path, options,
+                                                                         out_dir)))
+        by_id = {task.job_id: chunk for task, chunk in zip(tasks, chunks)}
+        for task, outcomes in self._follow(tasks):
+            if isinstance(outcomes, list):
+                yield from outcomes
+                continue
+            for job in by_id[task.job_id]:
+                yield outcome_on_disk(*job, f"the cluster task failed: {outcomes}; run the "
+                                            "batch again to grade the rest")
 
-        self.executor.submit(warm_up, *warm_args).result()
-        tasks = self.executor.map_array(grade_one, *zip(*jobs))
-        by_id = {task.job_id: job for task, job in zip(tasks, jobs)}
-        for task in submitit.helpers.as_completed(tasks, poll_frequency=2):
-            try:
-                yield task.result()
-            except Exception as exc:  # noqa: BLE001 - a lost task is one student's error
-                yield _lost(by_id[task.job_id], f"the cluster task failed: {exc}")
+    def _follow(self, tasks: list) -> Iterator[tuple[object, object]]:
+        """Each task once it is over: (task, its result), or (task, why there is none)."""
+        pending = {task.job_id: task for task in tasks}
+        gone_since: dict[str, float] = {}
+        while pending:
+            queue = _queue({job_id.split("_")[0] for job_id in pending})
+            for job_id, task in list(pending.items()):
+                over = task.paths.result_pickle.exists() or (
+                    task.done() if queue is None else self._left(job_id, queue, gone_since))
+                if over:
+                    del pending[job_id]
+                    yield task, _result(task)
+            if pending:
+                time.sleep(self.POLL_S)
+
+    def _left(self, job_id: str, queue: set[str], gone_since: dict[str, float]) -> bool:
+        """Out of the queue for GRACE_S (a result file may take that long to show on a
+        shared file system)."""
+        if job_id in queue:
+            gone_since.pop(job_id, None)
+            return False
+        return time.monotonic() - gone_since.setdefault(job_id, time.monotonic()) > self.GRACE_S
+
+
+def _result(task) -> object:
+    """The task's return value, or a sentence saying why it has none."""
+    if not task.paths.result_pickle.exists():
+        return "it left the queue without a result (cancelled, out of time, or its node failed)"
+    try:
+        return task.result()
+    except Exception as exc:  # noqa: BLE001 - a failed task is its students' error
+        return str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+
+
+class _Everything(set):
+    """squeue could not answer: every task counts as still queued."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def _queue(array_ids: set[str]) -> set[str] | None:
+    """Ids (`123_4`) of these arrays' tasks still pending or running; None without Slurm."""
+    if not shutil.which("squeue"):
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(sorted(array_ids))],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return _Everything()
+    if out.returncode != 0:   # all of them finished and forgotten, or the controller is down
+        return set() if "Invalid job id" in out.stderr else _Everything()
+    return set(out.stdout.split())
 
 
 def make_executor(kind: str, jobs: int | None, gpus: str | None, out_dir: Path,
@@ -152,5 +229,6 @@ def make_executor(kind: str, jobs: int | None, gpus: str | None, out_dir: Path,
     """The executor the command line asks for; --jobs defaults to one job per CPU core."""
     jobs = jobs or os.cpu_count() or 1
     if kind == "submitit":
-        return SubmititExecutor(out_dir / ".submitit", jobs, timeout_s / 60, use_gpu, partition)
+        return SubmititExecutor(out_dir / ".submitit", jobs, timeout_s / 60, use_gpu, partition,
+                                name=f"grade-{out_dir.name}")
     return LocalPool(jobs, [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None)

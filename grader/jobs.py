@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checks, progress, protocol, records
+from . import checks, progress, protocol, records, warm
 from .measurements import Measurements, explain_error
 from .process import Gate, run_worker
 from .stages import HIDDEN, MODEL_STAGES, REPLAY, SUBMISSION, for_worker
@@ -40,30 +40,60 @@ def measure(source: Source, spec: Spec, stages: list[str], opts: Options,
         return m
     if not stages:
         return m
-    job = Path(tempfile.mkdtemp(prefix="grade-job-"))
+    services = warm.services(opts) if opts.workers == "warm" else None
+    job = services.new_job() if services else Path(tempfile.mkdtemp(prefix="grade-job-"))
     timeout = opts.timeout_s or (spec.timeout_s if "train" in stages else PROBE_TIMEOUT_S)
+    hidden = _Hidden(job, source, spec, opts) if "hidden" in stages and \
+        checks.functions.has_hidden_cases(spec) else None
+    replay = _Replay(job, spec, opts, data, for_worker(stages, REPLAY))
     trainers = [job / "replay", job] if "train" in stages else []
     try:
-        with progress.follow(trainers, on_epoch), ThreadPoolExecutor(max_workers=2) as pool:
-            hidden = _Hidden(job, source, spec, opts) if "hidden" in stages and \
-                checks.functions.has_hidden_cases(spec) else None
-            hidden_done = pool.submit(hidden.run, timeout, opts) if hidden else None
-            replay = _Replay(job, spec, opts, data, for_worker(stages, REPLAY))
-            replay_done = pool.submit(replay.run, timeout, opts) if replay.wanted else None
-            request = _submission_request(job, source, spec, stages, opts, data)
-            try:
-                failure = _run(job, request, timeout, opts)
-                _collect(job, request["stages"], failure, m, data, optional=MODEL_STAGES)
-            finally:
-                replay.decide(m)
-            if replay_done is not None:
-                replay.collect(replay_done.result(), m, data)
-            if hidden_done is not None:
-                hidden.collect(hidden_done.result(), m)
+        request = _submission_request(job, source, spec, stages, opts, data)
+        with progress.follow(trainers, on_epoch):
+            if services:
+                _in_warm_workers(services, job, request, replay, hidden, timeout, m, data)
+            else:
+                _in_fresh_workers(job, request, replay, hidden, timeout, opts, m, data)
         return m
     finally:
         if not opts.keep_job:
             shutil.rmtree(job, ignore_errors=True)
+
+
+def _in_fresh_workers(job: Path, request: dict, replay: _Replay, hidden: _Hidden | None,
+                      timeout: float, opts: Options, m: Measurements,
+                      data: PreparedData | None) -> None:
+    """A fresh process per worker: the replay and hidden-case workers start beside the
+    submission's, so their start-up overlaps its work."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        hidden_done = pool.submit(hidden.run, timeout, opts) if hidden else None
+        replay_done = replay.start_gated(pool, timeout, opts)
+        try:
+            failure = _run(job, request, timeout, opts)
+            _collect(job, request["stages"], failure, m, data, optional=MODEL_STAGES)
+        finally:
+            replay.decide(m)
+        if replay_done is not None:
+            replay.collect(replay_done.result(), m, data)
+        if hidden_done is not None:
+            hidden.collect(hidden_done.result(), m)
+
+
+def _in_warm_workers(services: warm.Services, job: Path, request: dict, replay: _Replay,
+                     hidden: _Hidden | None, timeout: float, m: Measurements,
+                     data: PreparedData | None) -> None:
+    """The submission's code in a child of the fork server, then its exported model in the
+    warm trainer; the hidden cases last, in a child of their own (one child at a time)."""
+    if replay.wanted:
+        services.start_trainer(replay.request)
+    protocol.write_json_atomic(job / protocol.REQUEST, request)
+    failure = services.run_code(job, timeout)
+    _collect(job, request["stages"], failure, m, data, optional=MODEL_STAGES)
+    if replay.choose(m):
+        replay.collect(services.replay(replay, timeout, str(m.source.origin)), m, data)
+    if hidden is not None:
+        protocol.write_json_atomic(hidden.job / protocol.REQUEST, hidden.request)
+        hidden.collect(services.run_code(hidden.job, timeout), m)
 
 
 def _base_request(job: Path, spec: Spec, opts: Options, role: str, entry: str) -> dict:
@@ -98,7 +128,12 @@ def _training_request(spec: Spec, opts: Options, data: PreparedData) -> dict:
 
 
 class _Replay:
-    """The worker that measures the exported model, in job/replay/ (it sees nothing else)."""
+    """The worker that measures the exported model: it gets the artifact and nothing else.
+
+    Fresh, it starts beside the submission's worker and waits at a gate in
+    job/replay/; warm (grader/warm.py), the request and the artifact are
+    `place`d in the trainer's own folder once the submission's worker is done.
+    """
 
     def __init__(self, job: Path, spec: Spec, opts: Options, data: PreparedData | None,
                  wanted: list[str]):
@@ -106,28 +141,42 @@ class _Replay:
         self.source_job = job
         self.spec = spec
         self.wanted = wanted
+        self.stages: list[str] = []          # what is replayed, once decided
         self.gate = Gate()
         self.candidates: dict[str, records.StageResult] = {}  # the submission's own numbers
         entry = f"{protocol.ARTIFACT_DIR}/{protocol.ARTIFACT_MANIFEST}"
-        self.request = {**_base_request(self.job, spec, opts, REPLAY, entry), "gated": True,
+        self.request = {**_base_request(self.job, spec, opts, REPLAY, entry),
                         "artifact": protocol.ARTIFACT_DIR, "stages": []}
         if "train" in wanted and data is not None:
             self.request.update(_training_request(spec, opts, data))
-        if wanted:
-            (self.job / protocol.ARTIFACT_DIR).mkdir(parents=True)
 
-    def run(self, timeout: float, opts: Options) -> str | None:
-        return _run(self.job, self.request, timeout, opts, self.gate)
+    def start_gated(self, pool: ThreadPoolExecutor, timeout: float, opts: Options):
+        """A fresh worker, started now, held at the gate until `decide`."""
+        if not self.wanted:
+            return None
+        (self.job / protocol.ARTIFACT_DIR).mkdir(parents=True)
+        return pool.submit(_run, self.job, {**self.request, "gated": True}, timeout, opts,
+                           self.gate)
 
     def decide(self, m: Measurements) -> None:
         """Open the gate or close it; never leave the replay worker waiting."""
         try:
-            self._choose(m)
+            if self.choose(m):
+                protocol.take_artifact(self.source_job, self.job / protocol.ARTIFACT_DIR)
+                self.gate.open(self.stages)
         finally:
             self.gate.close()  # no-op once opened
 
-    def _choose(self, m: Measurements) -> None:
-        """Once the submission's worker is done: what to replay.
+    def place(self, folder: Path) -> None:
+        """The request and the artifact in `folder`, for a worker that starts there."""
+        self.job = folder
+        (folder / protocol.ARTIFACT_DIR).mkdir(parents=True, exist_ok=True)
+        protocol.take_artifact(self.source_job, folder / protocol.ARTIFACT_DIR)
+        protocol.write_json_atomic(folder / protocol.REQUEST,
+                                   {**self.request, "job": str(folder), "stages": self.stages})
+
+    def choose(self, m: Measurements) -> list[str]:
+        """Once the submission's worker is done: what to replay (empty: nothing).
 
         Whatever that worker said about its model is set aside: it counts only where
         the spec allows self-reported grading and the replay could not measure it.
@@ -136,19 +185,17 @@ class _Replay:
             if stage in m.stages:
                 self.candidates[stage] = m.stages.pop(stage)
         if not self.wanted:
-            return
+            return []
         export, trace = m.stages.get("export"), m.stages.get("trace")
         if export is None or not export.ok:
             m.unmeasured = self._why_unexported(m, export)
-            return
+            return []
         if trace is None and m.ok("build"):
             m.unmeasured = ("the model could not be measured apart from its code: the "
                             "submission's process stopped while its forward pass was being "
                             f"captured ({m.failure or 'it exited'})")
-        replayed = [s for s in self.wanted if s == "model" or trace is not None]
-        protocol.take_artifact(self.source_job, self.job / protocol.ARTIFACT_DIR)
-        self.request["stages"] = replayed
-        self.gate.open(replayed)
+        self.stages = [s for s in self.wanted if s == "model" or trace is not None]
+        return self.stages
 
     def _why_unexported(self, m: Measurements, export: records.StageResult | None) -> str:
         if export is not None and export.error is not None:
@@ -156,8 +203,8 @@ class _Replay:
         return m.blocker("export")
 
     def collect(self, failure: str | None, m: Measurements, data: PreparedData | None) -> None:
-        if self.request["stages"]:
-            _collect(self.job, self.request["stages"], failure, m, data)
+        if self.stages:
+            _collect(self.job, self.stages, failure, m, data)
         if self.spec.self_reported:
             self._accept_self_reported(m)
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import queue
 import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +32,7 @@ from .limits import (Limits, Proc, alive, folder_bytes, format_size, memory_mess
 
 ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
                    "NVIDIA_VISIBLE_DEVICES", "CUDA_HOME", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-TICK_S = 0.05          # how often the watchdog looks, unless looking costs more (see _supervise)
+TICK_S = 0.05          # how often the watchdog looks, unless looking costs more (Tree.supervise)
 WATCHDOG_SHARE = 0.1   # ... the watchdog uses at most this share of one core
 MAX_TICK_S = 1.0       # ... but it never looks away for longer than this
 KILL_WAIT_S = 60.0     # how long killed processes may take to disappear (a fork bomb's many)
@@ -109,7 +111,8 @@ def run_worker(job: Path, timeout_s: float, limits: Limits = Limits(),
     if plan.bwrap:
         worker = sandbox.command(plan.bwrap, job, request, limits, worker)
     cgroup = WorkerCgroup.create(limits)
-    watch = _Watch(job, limits, cgroup, sandbox.scratch_folders(job) if plan.bwrap else ())
+    watch = Watch(job / protocol.OUT_DIR, limits, cgroup,
+                  sandbox.scratch_folders(job) if plan.bwrap else ())
     try:
         stopped, code = _run(worker, job, timeout_s, watch, gate, worker_env(job, gpu))
         if stopped is None and cgroup is not None and cgroup.oom_killed():
@@ -117,47 +120,48 @@ def run_worker(job: Path, timeout_s: float, limits: Limits = Limits(),
     finally:
         if cgroup is not None:
             cgroup.remove()
-    return stopped or _exit_reason(code, sandboxed=plan.bwrap is not None)
+    return stopped or exit_reason(code, sandboxed=plan.bwrap is not None)
 
 
-class _Watch:
-    """What the watchdog looks at for one worker, and the kernel cgroup beside it."""
+class Watch:
+    """What the watchdog looks at for one worker (or one job of a warm one): the limits, the
+    result folder, the private scratch folders, and the kernel cgroup beside it."""
 
-    def __init__(self, job: Path, limits: Limits, cgroup: WorkerCgroup | None,
+    def __init__(self, out: Path | None, limits: Limits, cgroup: WorkerCgroup | None,
                  scratch: tuple[str, ...]):
-        self.job, self.limits, self.cgroup, self.scratch = job, limits, cgroup, scratch
+        self.out, self.limits, self.cgroup, self.scratch = out, limits, cgroup, scratch
 
     def violation(self, tree: dict[int, Proc]) -> str | None:
         memory_cgroup = self.cgroup is not None and self.cgroup.limits_memory
-        return violation(tree, folder_bytes(self.job / protocol.OUT_DIR), self.limits,
-                         count_memfds=not memory_cgroup,
+        out_bytes = folder_bytes(self.out) if self.out is not None else 0
+        return violation(tree, out_bytes, self.limits, count_memfds=not memory_cgroup,
                          scratch=scratch_files(tree, self.scratch) if self.scratch else 0)
 
 
-def _run(cmd: list[str], job: Path, timeout_s: float, watch: _Watch, gate: Gate | None,
+def _run(cmd: list[str], job: Path, timeout_s: float, watch: Watch, gate: Gate | None,
          env: dict[str, str]) -> tuple[str | None, int]:
     """Run `cmd` to its end or until it must stop; (why it was stopped, exit status).
 
     Its output is kept in the job folder (protocol.STDOUT and STDERR), cut to the limit.
     """
-    limits, cgroup = watch.limits, watch.cgroup
+    limits = watch.limits
     stdin = subprocess.PIPE if gate else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=job, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, start_new_session=True,
-                            preexec_fn=functools.partial(prepare_child, limits, cgroup))
+                            preexec_fn=functools.partial(prepare_child, limits, watch.cgroup))
     if gate:
         gate.attach(proc)
-    streams = {proc.stdout: Capture(limits.output_bytes // 2),
-               proc.stderr: Capture(limits.output_bytes // 2)}
-    seen: dict[int, Proc] = {}
+    captures = (Capture(limits.output_bytes // 2), Capture(limits.output_bytes // 2))
+    pump = Pump({proc.stdout: captures[0], proc.stderr: captures[1]})
+    tree = Tree(proc.pid, watch, running=lambda: running(proc))
     try:
         started = time.monotonic()
-        deadline = gate.deadline if gate else (lambda t: started + t)
-        stopped = _supervise(proc, streams, seen, watch, timeout_s, deadline)
+        deadline = (lambda: gate.deadline(timeout_s)) if gate else (lambda: started + timeout_s)
+        stopped = tree.supervise(pump, timeout_s, deadline)
     finally:
-        _kill_tree(proc, seen, cgroup)
-        _drain(streams)
-        for name, capture in zip((protocol.STDOUT, protocol.STDERR), streams.values()):
+        tree.kill(reap=proc.wait)
+        pump.drain()
+        for name, capture in zip((protocol.STDOUT, protocol.STDERR), captures):
             (job / name).write_bytes(capture.content())
     return stopped, proc.returncode
 
@@ -189,98 +193,182 @@ class Capture:
         return bytes(self.head) + marker + bytes(tail)
 
 
-def _supervise(proc: subprocess.Popen, streams: dict, seen: dict[int, Proc], watch: _Watch,
-               timeout_s: float, deadline: Callable[[float], float]) -> str | None:
-    """Pump output until the worker exits; why it must stop, if it must.
+class Replies:
+    """Messages from a warm worker's channel: one JSON object per line, until it closes.
 
-    The watchdog scans /proc, which costs more on a busy machine, so it looks
-    every TICK_S, or rarely enough to stay under WATCHDOG_SHARE of a core, but
-    at least every MAX_TICK_S.
+    The channel is the grader's own code talking, but from inside the sandbox,
+    so it is read with bounds: a line over MAX_REPLY bytes, or one that is not
+    a JSON object, counts as the channel closing.
     """
-    selector = selectors.DefaultSelector()
-    for pipe in streams:
-        os.set_blocking(pipe.fileno(), False)
-        selector.register(pipe, selectors.EVENT_READ)
-    next_look = 0.0
-    while _running(proc):
-        _pump(selector, streams, TICK_S)
-        now = time.monotonic()
-        if now >= deadline(timeout_s):
-            return (f"timed out after {timeout_s:g} s (the grader stopped it; look for an "
-                    "endless loop, or training code that runs when the file is imported)")
-        if now >= next_look:
-            tree = process_tree(proc.pid)
-            seen.update(tree)
-            reason = watch.violation(tree)
-            if reason:
-                return reason
-            cost = time.monotonic() - now
-            next_look = now + min(max(TICK_S, cost / WATCHDOG_SHARE), MAX_TICK_S)
-    return None
+
+    MAX_REPLY = 1 << 16
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+        self.closed = False
+        self.partial = b""
+
+    def add(self, data: bytes) -> None:
+        if not data:
+            self.closed = True
+            return
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                self.closed = True
+            else:
+                self.messages.append(message)
+        if len(self.partial) > self.MAX_REPLY:
+            self.closed = True
+
+    def take(self, key: str) -> dict | None:
+        for i, message in enumerate(self.messages):
+            if key in message:
+                return self.messages.pop(i)
+        return None
+
+    def has(self, key: str) -> bool:
+        return any(key in m for m in self.messages)
 
 
-def _running(proc: subprocess.Popen) -> bool:
-    """True until the worker exits; it is not reaped, so its pid cannot be reused meanwhile
+class Pump:
+    """Moves what arrives on pipes into their sinks (anything with `add(bytes)`), without
+    ever blocking on one of them; a pipe that closes is forgotten."""
+
+    def __init__(self, sinks: dict, keep: tuple = ()):
+        self.sinks = dict(sinks)
+        self.keep = keep            # pipes that outlive this pump (a service's channel)
+        self.selector = selectors.DefaultSelector()
+        for pipe in self.sinks:
+            os.set_blocking(_fd(pipe), False)
+            self.selector.register(pipe, selectors.EVENT_READ)
+
+    def pump(self, timeout: float) -> None:
+        if not self.selector.get_map():
+            time.sleep(timeout)
+            return
+        for key, _ in self.selector.select(timeout):
+            try:
+                data = os.read(key.fd, READ_CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError:   # a socket reset by a dead peer reads as closed
+                data = b""
+            if data:
+                self.sinks[key.fileobj].add(data)
+            else:
+                self.selector.unregister(key.fileobj)
+                self.sinks[key.fileobj].add(b"")   # end of stream
+
+    def drain(self, limit_s: float = 2.0) -> None:
+        """Read the rest once the writers are dead (bounded: an escaped writer may linger),
+        then close every pipe; a kept pipe is only let go, not waited for."""
+        for pipe in self.keep:
+            if self.sinks.pop(pipe, None) is not None and pipe in self._registered():
+                self.selector.unregister(pipe)
+        deadline = time.monotonic() + limit_s
+        while self.selector.get_map() and time.monotonic() < deadline:
+            self.pump(0.1)
+        self.close()
+
+    def _registered(self) -> list:
+        return [key.fileobj for key in self.selector.get_map().values()]
+
+    def close(self) -> None:
+        for pipe in self.sinks:
+            if pipe in self._registered():
+                self.selector.unregister(pipe)
+            if pipe in self.keep:
+                continue
+            if hasattr(pipe, "close"):
+                pipe.close()
+            else:
+                os.close(pipe)
+        self.sinks = {}
+
+
+def _fd(pipe) -> int:
+    return pipe if isinstance(pipe, int) else pipe.fileno()
+
+
+class Tree:
+    """A process tree held to its limits: its root, every process ever seen in it (so each
+    can be killed even after it left the tree), and how to tell that the root still runs."""
+
+    def __init__(self, root: int, watch: Watch, running: Callable[[], bool], owned: bool = True):
+        self.root, self.watch, self.running = root, watch, running
+        self.owned = owned          # this process is the root's parent and has not reaped it
+        self.seen: dict[int, Proc] = {}
+
+    def supervise(self, pump: Pump, timeout_s: float, deadline: Callable[[], float],
+                  until: Callable[[], bool] = lambda: False) -> str | None:
+        """Pump output until the root exits or `until()` holds; why it must stop, if it must.
+
+        The watchdog scans /proc, which costs more on a busy machine, so it looks
+        every TICK_S, or rarely enough to stay under WATCHDOG_SHARE of a core, but
+        at least every MAX_TICK_S.
+        """
+        next_look = 0.0
+        while self.running() and not until():
+            pump.pump(TICK_S)
+            now = time.monotonic()
+            if now >= deadline():
+                return (f"timed out after {timeout_s:g} s (the grader stopped it; look for an "
+                        "endless loop, or training code that runs when the file is imported)")
+            if now >= next_look:
+                tree = process_tree(self.root)
+                self.seen.update(tree)
+                reason = self.watch.violation(tree)
+                if reason:
+                    return reason
+                cost = time.monotonic() - now
+                next_look = now + min(max(TICK_S, cost / WATCHDOG_SHARE), MAX_TICK_S)
+        return None
+
+    def kill(self, reap: Callable[[], object]) -> None:
+        """Kill the root's process group and every process of its tree; wait until all are gone.
+
+        Inside the sandbox the kernel also kills the whole pid namespace once its
+        first process dies, and that process (which the watchdog has seen) only
+        disappears once all the others have. Without the sandbox, processes that
+        left the group are found in the pids cgroup, or else killed if the
+        watchdog saw them once. `reap` collects the root's exit status.
+        """
+        cgroup = self.watch.cgroup
+        self.seen.update(process_tree(self.root))
+        if cgroup is not None:
+            self.seen.update(cgroup.members())
+        if self.owned or (self.root in self.seen and alive(self.root, self.seen[self.root])):
+            try:   # (a root someone else reaps may be gone, and its number taken: not then)
+                os.killpg(self.root, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid, info in self.seen.items():
+            if alive(pid, info):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        reap()
+        deadline = time.monotonic() + KILL_WAIT_S
+        while any(alive(pid, info) for pid, info in self.seen.items()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def running(proc: subprocess.Popen) -> bool:
+    """True until the process exits; it is not reaped, so its pid cannot be reused meanwhile
     (macOS before Python 3.13 has no waitid: there it is reaped, and /proc is missing anyway)."""
     if not hasattr(os, "waitid"):
         return proc.poll() is None
     return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
 
 
-def _pump(selector: selectors.BaseSelector, streams: dict, timeout: float) -> None:
-    """Move whatever output is ready into the captures; forget streams that closed."""
-    for key, _ in selector.select(timeout):
-        try:
-            data = os.read(key.fd, READ_CHUNK)
-        except BlockingIOError:
-            continue
-        if data:
-            streams[key.fileobj].add(data)
-        else:
-            selector.unregister(key.fileobj)
-
-
-def _drain(streams: dict, limit_s: float = 2.0) -> None:
-    """Read the rest of the output once the tree is dead (bounded: an escaped writer may linger)."""
-    selector = selectors.DefaultSelector()
-    for pipe in streams:
-        selector.register(pipe, selectors.EVENT_READ)
-    deadline = time.monotonic() + limit_s
-    while selector.get_map() and time.monotonic() < deadline:
-        _pump(selector, streams, 0.1)
-    for pipe in streams:
-        pipe.close()
-
-
-def _kill_tree(proc: subprocess.Popen, seen: dict[int, Proc], cgroup: WorkerCgroup | None) -> None:
-    """Kill the worker's process group and every process of its tree; wait until all are gone.
-
-    Inside the sandbox the kernel also kills the whole pid namespace once
-    bwrap dies, and the namespace's first process (which the watchdog has
-    seen) only disappears once all the others have. Without the sandbox,
-    processes that left the group are found in the pids cgroup, or else
-    killed if the watchdog saw them once.
-    """
-    seen.update(process_tree(proc.pid))
-    if cgroup is not None:
-        seen.update(cgroup.members())
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for pid, info in seen.items():
-        if alive(pid, info):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-    proc.wait()
-    deadline = time.monotonic() + KILL_WAIT_S
-    while any(alive(pid, info) for pid, info in seen.items()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _exit_reason(code: int, sandboxed: bool) -> str | None:
+def exit_reason(code: int, sandboxed: bool) -> str | None:
     """A sentence for an abnormal exit status; bwrap reports a child's signal N as 128 + N."""
     if sandboxed and code > 128 and code - 128 in signal.valid_signals():
         code = -(code - 128)
@@ -291,3 +379,28 @@ def _exit_reason(code: int, sandboxed: bool) -> str | None:
     if code != 0:
         return f"the submission's process exited with status {code} before reporting"
     return None
+
+
+_SPAWNER: list[queue.Queue] = []
+
+
+def spawn(start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """Call `start()` on one thread that lives as long as this process: bwrap's
+    --die-with-parent (like PR_SET_PDEATHSIG) follows the *thread* that started it, and a
+    warm worker must outlive the grading thread that happened to need it first."""
+    if not _SPAWNER:
+        calls: queue.Queue = queue.Queue()
+
+        def serve() -> None:
+            while True:
+                call, future = calls.get()
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # noqa: B036 - handed back to the caller
+                    future.set_exception(exc)
+
+        threading.Thread(target=serve, name="grader-spawner", daemon=True).start()
+        _SPAWNER.append(calls)
+    future: Future = Future()
+    _SPAWNER[0].put((start, future))
+    return future.result()

@@ -32,6 +32,7 @@ class Options:
     keep_job: bool = False
     limits: Limits = field(default_factory=Limits)
     sandbox: str = "auto"           # auto | on | off (grader/sandbox.py)
+    workers: str = "fresh"          # fresh | warm (grader/warm.py); the same grade either way
 
 
 def selected_checks(spec: Spec, only: frozenset[str] | None) -> list[CheckSpec]:

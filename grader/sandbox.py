@@ -106,11 +106,33 @@ def package_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+@dataclass(frozen=True)
+class Mount:
+    """One path of the host that a worker sees, at the same place, read-only unless writable."""
+
+    path: str
+    writable: bool = False
+
+
 def command(bwrap: str, job: Path, request: dict, limits: Limits, worker: list[str]) -> list[str]:
     """The bwrap command line that runs `worker` for this job."""
     return [bwrap, *system_args(limits, request.get("device", "auto")),
             *job_args(job, request, limits), "--remount-ro", "/",
             "--setenv", "TMPDIR", "/tmp", "--chdir", str(job), "--", *worker]
+
+
+def service_command(bwrap: str, limits: Limits, device: str, mounts: list[Mount],
+                    worker: list[str], caps: tuple[str, ...] = ()) -> list[str]:
+    """The bwrap command line of a long-lived worker (grader/warm.py): the system view of
+    every worker, its spool folder and `mounts`, and `caps` kept inside its namespaces.
+
+    A worker that keeps capabilities (the fork server) is the first process of its pid
+    namespace itself (`--as-pid-1`): bwrap's own first process would be one its children
+    could look into (/proc/1/root shows the whole spool), and the fork server is not.
+    """
+    keep = [a for cap in caps for a in ("--cap-add", cap)] + (["--as-pid-1"] if caps else [])
+    return [bwrap, *system_args(limits, device), *keep, *bind_args(mounts), "--remount-ro", "/",
+            "--setenv", "TMPDIR", "/tmp", "--chdir", "/tmp", "--", *worker]
 
 
 def system_args(limits: Limits, device: str) -> list[str]:
@@ -145,14 +167,21 @@ def scratch_folders(job: Path) -> tuple[str, ...]:
 
 def job_args(job: Path, request: dict, limits: Limits) -> list[str]:
     """A private tmpfs at the job's path holding the request, the code and a writable out/."""
+    return ["--size", str(limits.file_bytes), "--tmpfs", str(job),
+            *bind_args(job_mounts(job, request))]
+
+
+def job_mounts(job: Path, request: dict) -> list[Mount]:
+    """What one job's worker sees of the job folder: the request and the code read-only,
+    out/ writable, and the prepared data files read-only (only the replay worker has any)."""
     submission = job / Path(request["entry"]).parts[0]
-    args = ["--size", str(limits.file_bytes), "--tmpfs", str(job)]
-    for path in (job / protocol.REQUEST, submission):
-        args += ["--ro-bind", str(path), str(path)]
-    args += ["--bind", str(job / protocol.OUT_DIR), str(job / protocol.OUT_DIR)]
-    for path in (request.get("data") or {}).values():
-        args += ["--ro-bind", path, path]
-    return args
+    return [Mount(str(job / protocol.REQUEST)), Mount(str(submission)),
+            Mount(str(job / protocol.OUT_DIR), writable=True),
+            *(Mount(path) for path in (request.get("data") or {}).values())]
+
+
+def bind_args(mounts: list[Mount]) -> list[str]:
+    return [a for m in mounts for a in ("--bind" if m.writable else "--ro-bind", m.path, m.path)]
 
 
 def gpu_args() -> list[str]:

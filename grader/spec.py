@@ -804,13 +804,7 @@ def _training(path: Path, raw: Any) -> TrainingSpec:
     opt.positive("lr", kind=float)
     sched = r.get("scheduler", dict, None)
     if sched is not None:
-        s = _Reader(path, sched, r.key("scheduler"))
-        s.unknown({"name", "milestones", "gamma"})
-        if s.get("name", str) != "multistep":
-            raise SpecError(path, s.key("name"), f"unknown scheduler {sched['name']!r}",
-                            "use multistep (with milestones and gamma)")
-        s.get("milestones", list)
-        s.positive("gamma", kind=float)
+        _scheduler(path, _Reader(path, sched, r.key("scheduler")))
     norm = _Reader(path, r.get("normalize", dict), r.key("normalize"))
     norm.unknown({"mean", "std"})
     mean, std = tuple(norm.get("mean", list)), tuple(norm.get("std", list))
@@ -822,6 +816,38 @@ def _training(path: Path, raw: Any) -> TrainingSpec:
         optimizer=dict(opt.data), scheduler=sched, mean=mean, std=std,
         pad=r.get("pad", int, 0), hflip=r.get("hflip", bool, False),
         crop_padding=r.get("crop_padding", int, 0), max_train=r.positive("max_train", None))
+
+
+SCHEDULERS = {"multistep": {"milestones", "gamma"},
+              "onecycle": {"max_lr", "pct_start", "anneal", "div_factor", "final_div_factor"}}
+
+
+def _scheduler(path: Path, s: _Reader) -> None:
+    """multistep: the rate times gamma at each milestone epoch. onecycle: every step, the
+    rate climbs from max_lr / div_factor to max_lr over the first pct_start of training, then
+    anneals to max_lr / (div_factor * final_div_factor) (PyTorch's OneCycleLR)."""
+    name = s.get("name", str, fix="use multistep or onecycle")
+    if name not in SCHEDULERS:
+        raise SpecError(path, s.key("name"), f"unknown scheduler {name!r}",
+                        "use multistep (with milestones and gamma) or onecycle (with max_lr)")
+    s.unknown({"name"} | SCHEDULERS[name])
+    if name == "multistep":
+        milestones = s.get("milestones", list)
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones):
+            raise SpecError(path, s.key("milestones"), "must be a list of epoch numbers > 0",
+                            "e.g. milestones: [6, 9]")
+        s.positive("gamma", kind=float)
+        return
+    s.positive("max_lr", kind=float)
+    pct = s.get("pct_start", (int, float), 0.3)
+    if not 0 < pct < 1:
+        raise SpecError(path, s.key("pct_start"), f"must be between 0 and 1, got {pct}",
+                        "the share of training spent warming up, e.g. 0.25")
+    if s.get("anneal", str, "cos") not in ("cos", "linear"):
+        raise SpecError(path, s.key("anneal"), f"unknown annealing {s.data['anneal']!r}",
+                        "use cos or linear")
+    s.positive("div_factor", 25.0, kind=float)
+    s.positive("final_div_factor", 1e4, kind=float)
 
 
 def _cross_check(spec: Spec) -> None:

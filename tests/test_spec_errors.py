@@ -73,3 +73,35 @@ def test_only_kinds_the_spec_lacks_run_nothing():
     run = grade(SOLUTIONS / "cifar10_cnn", "--only", "functions", "--format", "json")
     assert {c["status"] for c in run.json()["checks"]} == {"skipped"}
     assert run.json()["max_score"] == 0
+
+
+@pytest.mark.parametrize("scheduler,key,words", [
+    ("{name: cosine}", "training.scheduler.name", "use multistep (with milestones and gamma) "
+     "or onecycle (with max_lr)"),
+    ("{name: onecycle}", "training.scheduler.max_lr", "missing"),
+    ("{name: onecycle, max_lr: 0.01, pct_start: 1.5}", "training.scheduler.pct_start",
+     "must be between 0 and 1"),
+    ("{name: onecycle, max_lr: 0.01, anneal: step}", "training.scheduler.anneal",
+     "use cos or linear"),
+    ("{name: onecycle, max_lr: 0.01, milestones: [2]}", "training.scheduler.milestones",
+     "unknown key"),
+    ("{name: multistep, milestones: [two], gamma: 0.5}", "training.scheduler.milestones",
+     "epoch numbers"),
+])
+def test_a_wrong_schedule_names_its_key_and_the_fix(tmp_path, scheduler, key, words):
+    from grader.errors import SpecError
+    from grader.spec import load_spec
+
+    folder = broken_spec(tmp_path, "  epochs: 10\n", f"  epochs: 10\n  scheduler: {scheduler}\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(folder / "spec.yaml")
+    assert key in str(caught.value) and words in str(caught.value)
+
+
+def test_a_one_cycle_recipe_is_accepted_with_its_defaults(tmp_path):
+    from grader.spec import load_spec
+
+    folder = broken_spec(tmp_path, "  epochs: 10\n",
+                         "  epochs: 10\n  scheduler: {name: onecycle, max_lr: 0.02}\n")
+    assert load_spec(folder / "spec.yaml").training.scheduler == {"name": "onecycle",
+                                                                  "max_lr": 0.02}

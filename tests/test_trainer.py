@@ -172,6 +172,54 @@ def test_wrong_number_of_class_scores_is_explained():
         train(model=model)
 
 
+class LearningRates(Small):
+    """Remembers the learning rate every training step ran with."""
+
+    def __init__(self):
+        super().__init__()
+        self.optimizer = None
+        self.rates: list[float] = []
+
+    def forward(self, x):
+        if self.training and self.optimizer is not None:
+            self.rates.append(self.optimizer.param_groups[0]["lr"])
+        return super().forward(x)
+
+
+def rates_under(scheduler: dict, epochs: int = 3) -> list[float]:
+    import grader.worker.train as train_module
+
+    model = LearningRates()
+    make = train_module.make_optimizer
+
+    def remember(m, recipe, steps):
+        optimizer, schedule = make(m, recipe, steps)
+        model.optimizer = optimizer
+        return optimizer, schedule
+    train_module.make_optimizer = remember
+    try:
+        train(model=model, recipe={**RECIPE, "epochs": epochs, "scheduler": scheduler})
+    finally:
+        train_module.make_optimizer = make
+    return model.rates
+
+
+def test_one_cycle_warms_up_to_max_lr_then_anneals_every_step():
+    rates = rates_under({"name": "onecycle", "max_lr": 0.1, "pct_start": 0.25})
+    assert len(rates) == 3 * 6                       # 96 images, batch 16, 3 epochs
+    peak = rates.index(max(rates))
+    assert rates[0] == pytest.approx(0.1 / 25)       # starts at max_lr / div_factor
+    assert max(rates) == pytest.approx(0.1, rel=0.01) and 3 <= peak <= 5
+    assert all(a < b for a, b in zip(rates[:peak], rates[1:peak + 1]))
+    assert all(a > b for a, b in zip(rates[peak:], rates[peak + 1:]))
+    assert rates[-1] < 0.1 / 25 / 100                # ends far below where it started
+
+
+def test_multistep_changes_the_rate_only_between_epochs():
+    rates = rates_under({"name": "multistep", "milestones": [1, 2], "gamma": 0.5})
+    assert rates == [0.05] * 6 + [0.025] * 6 + [0.0125] * 6
+
+
 def test_prepared_arrays_load_as_uint8_with_their_values(tmp_path):
     np.save(tmp_path / "x.npy", np.arange(12, dtype=np.uint8).reshape(3, 4))
     data = load_arrays({"train_x": str(tmp_path / "x.npy")}, torch.device("cpu"))

@@ -38,17 +38,38 @@ def main(job: Path) -> int:
         if stages is None:
             return 0
         request["stages"] = stages
+    run_request(job, request)
+    return 0
+
+
+def run_request(job: Path, request: dict) -> set[str]:
+    """Run the request's stages, writing each one's file; the types of the errors raised.
+
+    A replay worker starts from the request's seed, so that whatever a replayed
+    forward draws at random is the same in a fresh worker and in a warm one
+    (grader/worker/serve.py).
+    """
+    import torch
+
+    if request.get("role") == "replay":
+        _seed(request["seed"])
     student_root = (job / request["entry"]).parent
     state: dict[str, Any] = {}
     failed: set[str] = set()
+    errors: set[str] = set()
+    threads = torch.get_num_threads()
     for stage in request["stages"]:
         if NEEDS.get(stage) in failed or (stage in MEASURING and _exported(state)):
             continue  # needs what failed; or measured by the replay worker, away from the code
+        # Only training has work worth splitting; the other stages run a batch of 2, where
+        # waking a second thread costs more than it saves (10 times more on a busy machine).
+        torch.set_num_threads(threads if stage == "train" else 1)
         result = _run_stage(stage, request, state, student_root)
         protocol.write_json_atomic(protocol.stage_path(job, stage), result)
         if not result.get("ok"):
             failed.add(stage)
-    return 0
+            errors.add(str((result.get("error") or {}).get("type", "")))
+    return errors
 
 
 def _exported(state: dict) -> bool:

@@ -15,6 +15,7 @@ launch-bound nets of a course feel most).
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
@@ -34,13 +35,22 @@ def load_arrays(paths: dict[str, str], device: torch.device) -> dict[str, torch.
     """Map the prepared .npy files read-only and move them to the device.
 
     Mapping instead of reading means workers graded side by side share one copy
-    of the dataset in the page cache instead of each holding its own.
+    of the dataset in the page cache instead of each holding its own. A warm
+    trainer (grader/worker/serve.py) keeps the last dataset it loaded, so the
+    device holds it once for every submission; nothing writes to these tensors
+    (batches are float copies; on the CPU the pages are mapped read-only).
     """
-    arrays = {k: np.load(v, mmap_mode="r", allow_pickle=False) for k, v in paths.items()}
+    return dict(_load_arrays(tuple(sorted(paths.items())), str(device)))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_arrays(paths: tuple[tuple[str, str], ...], device: str
+                 ) -> tuple[tuple[str, torch.Tensor], ...]:
+    arrays = {k: np.load(v, mmap_mode="r", allow_pickle=False) for k, v in paths}
     with warnings.catch_warnings():
         # torch warns that the map is read-only; nothing writes to it (batches are copies).
         warnings.simplefilter("ignore", UserWarning)
-        return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+        return tuple((k, torch.from_numpy(v).to(device)) for k, v in arrays.items())
 
 
 def make_deterministic() -> None:
@@ -90,7 +100,7 @@ def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
     return xp.gather(3, cols)
 
 
-def make_optimizer(model: nn.Module, recipe: dict[str, Any]):
+def make_optimizer(model: nn.Module, recipe: dict[str, Any], steps_per_epoch: int):
     opt = recipe["optimizer"]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -103,12 +113,36 @@ def make_optimizer(model: nn.Module, recipe: dict[str, Any]):
         optimizer = torch.optim.Adam(params, lr=opt["lr"], weight_decay=wd)
     else:
         optimizer = torch.optim.AdamW(params, lr=opt["lr"], weight_decay=wd)
-    sched = recipe.get("scheduler")
-    scheduler = None
-    if sched:
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, sched["milestones"],
-                                                         sched["gamma"])
-    return optimizer, scheduler
+    return optimizer, Schedule(optimizer, recipe.get("scheduler"), int(recipe["epochs"]),
+                               steps_per_epoch)
+
+
+class Schedule:
+    """When the learning rate changes: after each epoch (multistep), or after every step
+    (onecycle: warm up to max_lr, then anneal, over the whole run; PyTorch's OneCycleLR)."""
+
+    def __init__(self, optimizer, sched: dict[str, Any] | None, epochs: int, steps: int):
+        self.per_step = bool(sched) and sched["name"] == "onecycle"
+        self.scheduler = None
+        if not sched:
+            return
+        if self.per_step:
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=sched["max_lr"], epochs=epochs, steps_per_epoch=steps,
+                pct_start=sched.get("pct_start", 0.3), anneal_strategy=sched.get("anneal", "cos"),
+                div_factor=sched.get("div_factor", 25.0),
+                final_div_factor=sched.get("final_div_factor", 1e4))
+        else:
+            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, sched["milestones"],
+                                                                  sched["gamma"])
+
+    def after_step(self) -> None:
+        if self.per_step:
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.scheduler is not None and not self.per_step:
+            self.scheduler.step()
 
 
 def train_and_predict(model: nn.Module, recipe: dict[str, Any], data: dict[str, torch.Tensor],
@@ -119,15 +153,15 @@ def train_and_predict(model: nn.Module, recipe: dict[str, Any], data: dict[str, 
     device = data["train_x"].device
     model.to(device)
     pipe = DevicePipeline(recipe, int(data["train_x"].shape[1]), device)
-    optimizer, scheduler = make_optimizer(model, recipe)
+    bs = int(recipe["batch_size"])
+    optimizer, schedule = make_optimizer(model, recipe, (data["train_x"].shape[0] + bs - 1) // bs)
     gen = torch.Generator().manual_seed(seed)
     curve: list[dict[str, float]] = []
     stopped = None
     start = time.perf_counter()
     for epoch in range(int(recipe["epochs"])):
-        point, bad = train_epoch(model, pipe, optimizer, data, gen, recipe, num_classes)
-        if scheduler is not None:
-            scheduler.step()
+        point, bad = train_epoch(model, pipe, optimizer, schedule, data, gen, recipe, num_classes)
+        schedule.after_epoch()
         if point is not None:
             curve.append({"epoch": epoch + 1, **point})
             progress(curve[-1])
@@ -152,7 +186,8 @@ def shifted(images: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def train_epoch(model: nn.Module, pipe: DevicePipeline, optimizer, data: dict[str, torch.Tensor],
+def train_epoch(model: nn.Module, pipe: DevicePipeline, optimizer, schedule: Schedule,
+                data: dict[str, torch.Tensor],
                 gen: torch.Generator, recipe: dict[str, Any], num_classes: int
                 ) -> tuple[dict[str, float] | None, tuple[int, float] | None]:
     """One pass in seeded random order; returns the curve point and the first bad (step, loss).
@@ -179,6 +214,7 @@ def train_epoch(model: nn.Module, pipe: DevicePipeline, optimizer, data: dict[st
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.after_step()
         losses[step] = loss.detach()
         hits[step] = (logits.detach().argmax(1) == y).sum()
     losses, hits = losses.cpu(), hits.cpu()
