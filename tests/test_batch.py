@@ -307,20 +307,6 @@ def test_grader_failure_on_one_submission_is_recorded_and_retried(graded_class, 
     assert not (tmp_path / "sol03" / "error.txt").exists()
 
 
-def test_submitit_executor_runs_the_same_job(graded_class, tmp_path):
-    pytest.importorskip("submitit")
-    subs, full_out, _, _ = graded_class
-    few = tmp_path / "few"
-    few.mkdir()
-    for entry in ("sol04", "skeleton_a.py", "bug_conv1_pad.py"):
-        (shutil.copytree if (subs / entry).is_dir() else shutil.copy)(subs / entry, few / entry)
-    run = batch(few, tmp_path / "out", "--executor", "submitit")
-    assert run.code == 0, run.err
-    assert (tmp_path / "out" / ".submitit").is_dir()
-    for student in ("sol04", "skeleton_a", "bug_conv1_pad"):
-        assert scores(result(tmp_path / "out", student)) == scores(result(full_out, student))
-
-
 @pytest.mark.slow
 def test_training_batch_matches_single_runs(tmp_path):
     assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=2, batch_size=32,
