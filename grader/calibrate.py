@@ -75,7 +75,7 @@ def calibrate(solution: Path, spec: Spec, seeds: list[int], opts: Options,
     """Train the reference on every seed and each control on the first; raises
     CalibrationFailed when the reference does not train."""
     def train(path: Path, seed: int, what: str) -> tuple[Run, dict]:
-        return _train(path, spec, seed, opts, what, on_epoch)
+        return train_once(path, spec, seed, opts, what, on_epoch)
 
     runs = [train(solution, seed, "the reference solution") for seed in seeds]
     with tempfile.TemporaryDirectory(prefix="grade-controls-") as tmp:
@@ -88,9 +88,10 @@ def calibrate(solution: Path, spec: Spec, seeds: list[int], opts: Options,
                        details["dataset"]["variant"], details.get("device", ""))
 
 
-def _train(path: Path, spec: Spec, seed: int, opts: Options, what: str,
-           on_epoch: Sink | None) -> tuple[Run, dict]:
-    """One accuracy run: what it reached, and the check's details (data, device)."""
+def train_once(path: Path, spec: Spec, seed: int, opts: Options, what: str,
+               on_epoch: Sink | None = None) -> tuple[Run, dict]:
+    """One accuracy run, exactly as grading trains: what it reached, and the check's details
+    (data variant, device)."""
     run_opts = Options(device=opts.device, seed=seed, data_dir=opts.data_dir,
                        only=frozenset({"accuracy"}), timeout_s=opts.timeout_s)
     result = grade(path, spec, run_opts, on_epoch=on_epoch)
@@ -170,8 +171,9 @@ def report(spec: Spec, cal: Calibration) -> str:
               f"  activation-free reference, seed {cal.no_activation.seed}: "
               f"{cal.no_activation.accuracy:.4f}"]
     if cal.activation_free_passes():
-        lines.append("  note: the activation-free reference reaches the bar: its max pooling is "
-                     "itself nonlinear, so only the shapes check's activation verdicts catch it")
+        lines.append("  note: the activation-free reference reaches the bar: on this data a network "
+                     "without activations (a linear map, but for any max pooling) does as well, so "
+                     "only the shapes check's activation verdicts catch it")
     indent = "      " if cal.variant in THRESHOLD_VARIANTS else "    "
     block = [f"min_accuracy: {cal.proposed_min:.2f}",
              f"partial_from: {cal.proposed_partial_from:.2f}",
