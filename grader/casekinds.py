@@ -1,6 +1,6 @@
 """The vocabulary of function-case values, shared by the spec reader, the parent and the worker.
 
-A leaf module without torch: spec.py validates a case against these names before
+A leaf module without torch: grader/spec/cases.py validates a case against these names before
 anything is imported that could run it; grader/worker/fixtures.py builds them.
 """
 from __future__ import annotations
