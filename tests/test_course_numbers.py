@@ -224,7 +224,7 @@ def test_the_four_by_four_example():
     c = case("conv_arithmetic", "conv2d", label="4x4 example")
     assert c.args[0]["tensor"] == [[image]] and c.args[1]["tensor"] == [[kernel]]
     assert f"starts {first_row[0]}, {first_row[1]}" in c.label
-    assert f"= {first_row[0]} and then {first_row[1]}" in readme("conv_arithmetic")
+    assert f"= {first_row[0]}` and then {first_row[1]}" in readme("conv_arithmetic")
     got = solution("conv_arithmetic").conv2d(torch.tensor([[image]], dtype=torch.float32),
                                              torch.tensor([[kernel]], dtype=torch.float32))
     assert got[0, 0, 0].tolist() == first_row
@@ -458,7 +458,7 @@ def check_counts(name, counts):
     assert torch_counts(model_solution(name)) == counts
     assert sum(x.params for x in layers.values()) == sum(counts.values())
     for n in counts.values():
-        assert f"= {n:,} |" in text
+        assert f"= {n:,}` |" in text
     assert f"Total: {sum(counts.values()):,} parameters" in text
 
 
@@ -649,14 +649,14 @@ def test_cifar10_vgg_sizes_and_counts():
         parts = [conv_params(3, c_in, c), 2 * c, conv_params(3, c, c), 2 * c]   # batch norm: 2 per channel
         assert [layers[f"{kind}{b}{ab}"].params for ab in "ab" for kind in ("conv", "bn")] == parts
         blocks[f"block{b}"] = sum(parts)
-        assert f"{' + '.join(f'{n:,}' for n in parts)} = {sum(parts):,} |" in text
+        assert f"`{' + '.join(f'{n:,}' for n in parts)} = {sum(parts):,}` |" in text
         c_in = c
     counts = {**blocks, "fc1": linear_params(flat, 1024), "fc2": linear_params(1024, 10)}
     model = model_solution("cifar10_vgg")
     assert torch_counts(model) == counts
     total = sum(counts.values())
     assert sum(x.params for x in layers.values()) == total and f"Total: {total:,} parameters" in text
-    assert f"(2048 + 1)*1024 = {counts['fc1']:,} |" in text
+    assert f"`(2048 + 1)*1024 = {counts['fc1']:,}` |" in text
     # the running statistics are buffers: as many values as the scale and shift, not counted
     buffers = sum(b.numel() for n, b in model.named_buffers() if "running" in n)
     assert buffers == sum(2 * c for c in (32, 64, 128)) * 2

@@ -25,6 +25,7 @@ MODEL_ASSIGNMENTS = ["cifar10_cnn", "lenet5_mnist", "cifar10_improved", "fashion
 LAB_UNITS = 8 + 4            # cifar10_cnn and cifar10_improved
 STRIDED_UNITS = 6 + 4
 UNET_UNITS = 12 + 5
+CIFAR_STRIDED_UNITS = 6 + 4
 
 
 def shape_points(right: int, units: int, points: float = 4) -> float:
@@ -367,10 +368,12 @@ def test_cifar_strided_forgotten_stride(tmp_path):
     run = graded(variant(tmp_path, CIFAR_STRIDED, [("nn.Conv2d(3, 32, kernel_size=3, stride=2)",
                                                     "nn.Conv2d(3, 32, kernel_size=3)")]), "cifar10_strided")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == 0.0           # every later size follows from conv1's
+    # conv1 alone is wrong: conv2, conv3 and the flatten are right for what they get; fc1 then
+    # stops the forward pass (its own mistake), so fc1, its ReLU and fc2 earn nothing
+    assert shapes["score"] == shape_points(3 + 3, CIFAR_STRIDED_UNITS)
     assert "conv1: got 32x30x30, expected 32x15x15: O = (32 - 3 + 2*0)/1 + 1 = 30 means S=1; " \
            "the spec asks for S=2" in shapes["feedback"]
-    assert "fc1 expects 1152 features, the flattened map has 4608 = 128x6x6" in shapes["feedback"]
+    assert "stopped in fc1, a Linear: it expects 1152 features, the flattened map has 4608 = 128x6x6" in shapes["feedback"]
     assert params["score"] == 3.0           # the stride learns nothing
 
 
@@ -379,8 +382,8 @@ def test_cifar_strided_flatten_size_from_halving(tmp_path):
     run = graded(variant(tmp_path, CIFAR_STRIDED, [("nn.Linear(128 * 3 * 3, 1024)",
                                                     "nn.Linear(128 * 4 * 4, 1024)")]), "cifar10_strided")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == pytest.approx(4 * 4 / 6, abs=1e-3)    # 4 of 6 layers before the crash
-    assert "fc1 expects 2048 features, the flattened map has 1152 = 128x3x3" in shapes["feedback"]
+    assert shapes["score"] == shape_points(4 + 3, CIFAR_STRIDED_UNITS)   # all before fc1 stops
+    assert "stopped in fc1, a Linear: it expects 2048 features, the flattened map has 1152 = 128x3x3" in shapes["feedback"]
     assert params["score"] == 2.0           # fc1 and the total: 4 of 6
     assert "fc1: got 2,098,176 parameters, expected (1152 + 1)*1024 = 1,180,672" in params["feedback"]
 
@@ -393,35 +396,39 @@ def test_cifar_strided_padding_one_shows_the_floor(tmp_path):
                                                             "nn.Linear(128 * 4 * 4, 1024)")]),
                  "cifar10_strided")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == pytest.approx(4 * 2 / 6, abs=1e-3)    # fc1 and fc2 right: 2 of 6
+    # each padded conv is wrong for its own input; the flatten, fc1 (sized for what it gets)
+    # and fc2 are right, and so are the four ReLUs
+    assert shapes["score"] == shape_points(3 + 4, CIFAR_STRIDED_UNITS)
     assert "conv1: got 32x16x16, expected 32x15x15: O = floor((32 - 3 + 2*1)/2) + 1 = 16 means P=1; " \
            "the spec asks for P=0" in shapes["feedback"]
-    assert "conv3: got 128x4x4, expected 128x3x3: O = floor((8 - 3 + 2*1)/2) + 1 = 4 means P=1" \
+    assert "conv3: got 128x4x4, expected 128x3x3 from its 64x8x8 input: O = floor((8 - 3 + 2*1)/2) + 1 = 4 means P=1" \
         in shapes["feedback"]
-    assert params["score"] == 2.0           # padding learns nothing; fc1 and the total are off
+    # padding learns nothing, and fc1 is sized for the 128x4x4 maps it really gets: only the
+    # total differs from the spec's (5 of 6 rows)
+    assert params["score"] == 2.5
 
 
 def test_cifar_strided_missing_relu(tmp_path):
     run = graded(variant(tmp_path, CIFAR_STRIDED, [("x = F.relu(self.conv2(x))", "x = self.conv2(x)")]),
                  "cifar10_strided")
-    assert run.check("shapes")["score"] == pytest.approx(4 * 5 / 6, abs=1e-3)
+    assert run.check("shapes")["score"] == shape_points(6 + 3, CIFAR_STRIDED_UNITS)
     assert "conv2: no activation after it; the spec asks for relu" in run.check("shapes")["feedback"]
     assert run.check("params")["score"] == 3.0
 
 
 # ---------------------------------------------------------------- cifar10_vgg
 #
-# 20 layers in the shapes check (4 points: 0.2 each); 14 layers with parameters and the total
-# in the params check (3 points: 0.2 each).
+# 20 layers and 7 ReLUs in the shapes check (4 points); 14 layers with parameters and the
+# total in the params check (3 points: 0.2 each).
 
-VGG_LAYERS, VGG_PARAM_ROWS = 20, 14 + 1
+VGG_UNITS, VGG_PARAM_ROWS = 20 + 7, 14 + 1
 
 
 def test_vgg_functional_dropout_stays_on_at_test_time(tmp_path):
     run = graded(variant(tmp_path, VGG, [("x = F.relu(self.fc1(self.drop1(x)))",
                                           "x = F.relu(self.fc1(F.dropout(x, p=0.5)))")]), "cifar10_vgg")
     shapes = run.check("shapes")
-    assert shapes["score"] == pytest.approx(4 * (VGG_LAYERS - 1) / VGG_LAYERS)
+    assert shapes["score"] == shape_points(VGG_UNITS - 1, VGG_UNITS)
     assert "drop1 (dropout call): F.dropout(x, p=0.5) still drops values in eval mode, because its " \
            "training argument defaults to True" in shapes["feedback"]
     assert run.check("params")["score"] == 3.0
@@ -439,10 +446,10 @@ def test_vgg_dropout_after_a_convolution_block(tmp_path):
         ("x = self.block3(self.block2(self.block1(x)))", "x = self.block3(self.block2(self.drop1(self.block1(x))))"),
         ("x = F.relu(self.fc1(self.drop1(x)))", "x = F.relu(self.fc1(x))")]), "cifar10_vgg")
     shapes = run.check("shapes")
-    assert shapes["score"] == pytest.approx(4 * (VGG_LAYERS - 1) / VGG_LAYERS)
-    assert "drop1: got 32x16x16, expected 2048: it runs where the input is 32x16x16; the spec " \
-           "places it where the input is 2048 (dropout goes between the dense layers, not after " \
-           "convolutions)" in shapes["feedback"]
+    assert shapes["score"] == shape_points(VGG_UNITS - 1, VGG_UNITS)
+    assert "drop1: no dropout layer found where the spec expects one (input 2048, output 2048); " \
+           "your drop1 runs where the input is 32x16x16; dropout goes between the dense layers, " \
+           "not after convolutions" in shapes["feedback"]
 
 
 def test_vgg_batch_norm_without_its_scale_and_shift(tmp_path):
@@ -462,7 +469,7 @@ def test_vgg_block_without_its_second_relu(tmp_path):
     run = graded(variant(tmp_path, VGG, [("nn.Conv2d(c_out, c_out, kernel_size=3, padding=1), nn.ReLU(),",
                                           "nn.Conv2d(c_out, c_out, kernel_size=3, padding=1),")]), "cifar10_vgg")
     shapes = run.check("shapes")
-    assert shapes["score"] == pytest.approx(4 * (VGG_LAYERS - 3) / VGG_LAYERS)   # conv1b, conv2b, conv3b
+    assert shapes["score"] == shape_points(VGG_UNITS - 3, VGG_UNITS)   # after conv1b, conv2b, conv3b
     assert "conv2b (block2.3): no activation after it; the spec asks for relu" in shapes["feedback"]
     assert run.check("params")["score"] == 3.0
 
@@ -471,8 +478,9 @@ def test_vgg_fc1_sized_for_two_poolings(tmp_path):
     run = graded(variant(tmp_path, VGG, [("nn.Linear(128 * 4 * 4, 1024)", "nn.Linear(128 * 8 * 8, 1024)")]),
                  "cifar10_vgg")
     shapes, params = run.check("shapes"), run.check("params")
-    assert shapes["score"] == pytest.approx(4 * 17 / VGG_LAYERS)   # the 17 layers before fc1
-    assert "fc1 expects 8192 features, the flattened map has 2048 = 128x4x4" in shapes["feedback"]
+    # the 17 layers before fc1 and their 6 ReLUs; fc1 stops the forward pass
+    assert shapes["score"] == shape_points(17 + 6, VGG_UNITS)
+    assert "stopped in fc1, a Linear: it expects 8192 features, the flattened map has 2048 = 128x4x4" in shapes["feedback"]
     assert params["score"] == pytest.approx(3 * (VGG_PARAM_ROWS - 2) / VGG_PARAM_ROWS)   # fc1, total
 
 

@@ -9,15 +9,16 @@
 #
 # | layer | what | output | parameters |
 # |---|---|---|---|
-# | conv1 | 3x3 convolution, stride 2, 32 filters, then ReLU | 32x15x15 | (3*3*3 + 1)*32 = 896 |
-# | conv2 | 3x3 convolution, stride 2, 64 filters, then ReLU | 64x7x7 | (3*3*32 + 1)*64 = 18,496 |
-# | conv3 | 3x3 convolution, stride 2, 128 filters, then ReLU | 128x3x3 | (3*3*64 + 1)*128 = 73,856 |
+# | conv1 | 3x3 convolution, stride 2, 32 filters, then ReLU | 32x15x15 | `(3*3*3 + 1)*32 = 896` |
+# | conv2 | 3x3 convolution, stride 2, 64 filters, then ReLU | 64x7x7 | `(3*3*32 + 1)*64 = 18,496` |
+# | conv3 | 3x3 convolution, stride 2, 128 filters, then ReLU | 128x3x3 | `(3*3*64 + 1)*128 = 73,856` |
 # | flatten | | 1152 | 0 |
-# | fc1 | 1152 -> 1024, then ReLU | 1024 | (1152 + 1)*1024 = 1,180,672 |
-# | fc2 | 1024 -> 10 class scores (no activation) | 10 | (1024 + 1)*10 = 10,250 |
+# | fc1 | 1152 -> 1024, then ReLU | 1024 | `(1152 + 1)*1024 = 1,180,672` |
+# | fc2 | 1024 -> 10 class scores (no activation) | 10 | `(1024 + 1)*10 = 10,250` |
 #
-# conv1: floor((32 - 3 + 2*0)/2) + 1 = floor(14.5) + 1 = 15; conv2: floor((15 - 3)/2) + 1 = 7;
-# conv3: floor((7 - 3)/2) + 1 = 3. So 128*3*3 = 1152 values reach fc1.
+# conv1: `floor((32 - 3 + 2*0)/2) + 1 = floor(14.5) + 1 = 15`;
+# conv2: `floor((15 - 3)/2) + 1 = 7`; conv3: `floor((7 - 3)/2) + 1 = 3`.
+# So `128*3*3 = 1152` values reach fc1.
 # The grader trains your `Model` itself; do not write a training loop here.
 
 # %%

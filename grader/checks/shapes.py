@@ -19,8 +19,8 @@ from ..records import Event, ProbeRecord
 from ..results import CheckResult, score_fraction, status_for
 from ..spec import (SHAPE_KEEPING, CheckSpec, ExpectedLayer, Spec, expected_shapes,
                     layer_output_shape)
-from .matching import (Alignment, Match, activation_after, after_a_mistake, differs,
-                       match_layers)
+from .matching import (COMPATIBLE, Alignment, Match, activation_after, after_a_mistake,
+                       differs, match_layers)
 
 HYPER_LETTERS = (("kernel_size", "K"), ("padding", "P"), ("stride", "S"), ("dilation", "D"))
 
@@ -120,6 +120,14 @@ def _row_unmeasured(x: ExpectedLayer) -> dict[str, Any]:
             "form": None, "note": "", "formula": "", "message": f"{x.spec.name}: not measured"}
 
 
+def _elsewhere(x: ExpectedLayer, alignment: Alignment) -> str:
+    """A missing layer the student did write, at another place: say where it runs."""
+    for e in alignment.extra:
+        if e.category in COMPATIBLE[x.spec.type] and e.in_shape:
+            return f"; your {e.path or e.cls} runs where the input is {fmt(list(e.in_shape[1:]))}"
+    return ""
+
+
 def label(mt: Match) -> str:
     """How feedback names a paired layer: the spec's name, and the student's where it differs."""
     e, name = mt.event, mt.expected.spec.name
@@ -134,7 +142,8 @@ def _row(mt: Match, alignment: Alignment, events: list[Event], drift: bool) -> d
     if not mt.found:
         row["how"] = "missing"
         row["message"] = (f"{x.spec.name}: no {x.spec.type} layer found where the spec expects "
-                          f"one (output {fmt(x.out_shape)})")
+                          f"one (input {fmt(x.in_shape)}, output {fmt(x.out_shape)})" +
+                          _elsewhere(x, alignment) + (f"; {x.spec.note}" if x.spec.note else ""))
         return row
     e = mt.event
     got_in = list(e.in_shape[1:]) if e.in_shape else None

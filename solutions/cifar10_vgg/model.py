@@ -4,7 +4,7 @@
 # VGG networks stack small 3x3 convolutions with padding 1, which keep the size of the feature
 # map, and halve it with 2x2 max pooling after every two of them. This one has three such
 # blocks (32, 64 and 128 filters), so a 32x32 image becomes 16x16, 8x8 and finally 4x4, and
-# 128*4*4 = 2048 values reach the dense layers.
+# `128*4*4 = 2048` values reach the dense layers.
 #
 # Two additions from the lecture keep a network this size from memorising the training set:
 #
@@ -26,11 +26,11 @@
 # | block3 | conv 64->128, ReLU, batch norm, conv 128->128, ReLU, batch norm, 2x2 max pool | 128x4x4 | 73,856 + 256 + 147,584 + 256 |
 # | flatten | | 2048 | 0 |
 # | drop1 | dropout, p = 0.5 | 2048 | 0 |
-# | fc1 | 2048 -> 1024, then ReLU | 1024 | (2048 + 1)*1024 = 2,098,176 |
+# | fc1 | 2048 -> 1024, then ReLU | 1024 | `(2048 + 1)*1024 = 2,098,176` |
 # | drop2 | dropout, p = 0.2 | 1024 | 0 |
-# | fc2 | 1024 -> 10 class scores | 10 | (1024 + 1)*10 = 10,250 |
+# | fc2 | 1024 -> 10 class scores | 10 | `(1024 + 1)*10 = 10,250` |
 #
-# A 3x3 convolution with padding 1 keeps the size: (I - 3 + 2*1)/1 + 1 = I.
+# A 3x3 convolution with padding 1 keeps the size: `(I - 3 + 2*1)/1 + 1 = I`.
 # The grader trains your `Model` itself; do not write a training loop here.
 
 # %%

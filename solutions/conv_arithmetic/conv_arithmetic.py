@@ -122,7 +122,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
 #     2 3 0 1
 #
 # with the 3x3 filter 2 0 1 / 0 1 2 / 1 0 2 gives a 2x2 map, 15 16 / 6 15 (the top-left window:
-# 1*2 + 2*0 + 3*1 + 0*0 + 1*1 + 2*2 + 3*1 + 0*0 + 1*2 = 15). With padding 1 the map stays 4x4:
+# `1*2 + 2*0 + 3*1 + 0*0 + 1*1 + 2*2 + 3*1 + 0*0 + 1*2 = 15`). With padding 1 the map stays 4x4:
 # 7 12 10 2 / 4 15 16 10 / 10 6 15 6 / 8 10 4 3. On the 7x7 input that continues the same
 # pattern, stride 1 gives a 5x5 map and stride 2 a 3x3 one whose first row is 15, 17, 15.
 
