@@ -73,5 +73,6 @@ def test_check_in_notebook_shows_html_table(tmp_path):
                                      resources={"metadata": {"path": str(folder)}})
     client.execute()
     html = nb.cells[-1].outputs[0]["data"]["text/html"]
-    assert "cifar10_cnn: 3 / 7 points" in html   # conv2 with K=3: shapes 1 of 4, params 2 of 3
+    # conv2 with K=3: shapes 6 of 12 units (fc1 then stops the forward pass), params 4 of 6 rows
+    assert "cifar10_cnn: 4 / 7 points" in html
     assert "conv2: got 16x12x12, expected 16x10x10" in html

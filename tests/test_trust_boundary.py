@@ -43,7 +43,9 @@ def twins(tmp_path: Path, attack: str, values: dict | None = None, *args: str,
 
 def test_a_forged_program_runs_no_code_in_the_replay_worker(tmp_path):
     attack, twin = twins(tmp_path, "replay_code_exec", None, *FAST)
-    assert twin.scores["shapes"] == 0.0 and twin.scores["params"] < 3.0   # one Linear layer
+    # one flatten and one Linear layer: right in themselves (2 of 12 units), nothing more
+    assert twin.scores["shapes"] == pytest.approx(4 * 2 / 12, abs=1e-3)
+    assert twin.scores["params"] < 3.0
     assert attack.scores == {"shapes": 0.0, "params": twin.scores["params"]}
     assert "cannot replay call_function 'operator.attrgetter'" in attack.messages
     assert attack.run.code == 1
@@ -103,7 +105,8 @@ def _refuse(name: str):
 def test_a_forward_that_raises_after_the_last_layer_loses_the_output(tmp_path):
     graded = grade_contained(tmp_path, submission(tmp_path, "forward_raises_at_the_end"), *FAST)
     shapes = next(c for c in graded.report["checks"] if c["id"] == "shapes")
-    assert shapes["score"] == 3.5                 # 8 right layers, but no scores: 7/8 of 4
+    # 8 right layers and 4 right activations, but no scores: 11 of 12 units
+    assert shapes["score"] == pytest.approx(4 * 11 / 12, abs=1e-3)
     assert "The forward pass stopped after fc3" in shapes["feedback"]
     assert "RuntimeError: done with (2, 10)" in shapes["feedback"]
     assert graded.scores["params"] == 3.0
