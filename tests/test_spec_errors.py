@@ -24,7 +24,7 @@ def broken_spec(tmp_path, old: str, new: str):
     ("kind: shapes", "kind: shape", "checks[0].kind", "unknown check kind 'shape'"),
     ("min_accuracy: 0.55", "min_accuracy: 55", "checks[2].min_accuracy", "write 0.98 for 98%"),
     ("partial_from: 0.40", "partial_from: 0.60", "checks[2].partial_from", "must be below min_accuracy"),
-    ("epochs: 10", "epochs: ten", "training.epochs", "expected an integer"),
+    ("epochs: 20", "epochs: ten", "training.epochs", "expected an integer"),
     ("name: cifar10_cnn", "name: cifar", "name", "set `name: cifar10_cnn`"),
     ("in_features: 400, out_features: 120", "in_features: 400", "layers[5].out_features", "missing"),
     ("{name: pool2, type: maxpool2d, kernel_size: 2, stride: 2}",
@@ -92,7 +92,7 @@ def test_a_wrong_schedule_names_its_key_and_the_fix(tmp_path, scheduler, key, wo
     from grader.errors import SpecError
     from grader.spec import load_spec
 
-    folder = broken_spec(tmp_path, "  epochs: 10\n", f"  epochs: 10\n  scheduler: {scheduler}\n")
+    folder = broken_spec(tmp_path, "  epochs: 20\n", f"  epochs: 20\n  scheduler: {scheduler}\n")
     with pytest.raises(SpecError) as caught:
         load_spec(folder / "spec.yaml")
     assert key in str(caught.value) and words in str(caught.value)
@@ -101,7 +101,7 @@ def test_a_wrong_schedule_names_its_key_and_the_fix(tmp_path, scheduler, key, wo
 def test_a_one_cycle_recipe_is_accepted_with_its_defaults(tmp_path):
     from grader.spec import load_spec
 
-    folder = broken_spec(tmp_path, "  epochs: 10\n",
-                         "  epochs: 10\n  scheduler: {name: onecycle, max_lr: 0.02}\n")
+    folder = broken_spec(tmp_path, "  epochs: 20\n",
+                         "  epochs: 20\n  scheduler: {name: onecycle, max_lr: 0.02}\n")
     assert load_spec(folder / "spec.yaml").training.scheduler == {"name": "onecycle",
                                                                   "max_lr": 0.02}
