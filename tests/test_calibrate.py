@@ -113,7 +113,38 @@ def test_every_bar_passes_the_reference_and_fails_the_linear_control(assignment,
     assert min(accuracies) >= bar["min_accuracy"], accuracies
     lo, hi = bar["partial_from"], bar["min_accuracy"]
     assert (linear.accuracy - lo) / (hi - lo) <= 0.5, linear
+    if (assignment, variant) in NOT_RECORDED:
+        return
     recorded = bar["measured"]
     assert recorded["reference"] == pytest.approx(accuracies, abs=0.02)
-    first = recorded["linear"][0] if isinstance(recorded["linear"], list) else recorded["linear"]
-    assert first == pytest.approx(linear.accuracy, abs=0.02)
+    assert seed_zero(recorded["linear"]) == pytest.approx(linear.accuracy, abs=0.02)
+
+
+def seed_zero(value):
+    return value[0] if isinstance(value, list) else value
+
+
+# Bars without a `measured:` record yet, and why (each spec says so beside the bar).
+NOT_RECORDED = {
+    ("cifar10_vgg", "subset"): "its five 10-epoch calibration runs did not finish on the CPU",
+}
+FULL_DATA_HERE = {"lenet5_mnist"}     # the full dataset is on CI's machine for these only
+
+
+@pytest.mark.parametrize("assignment", MODEL_ASSIGNMENTS + ["cifar10_strided", "cifar10_vgg"])
+def test_each_recorded_bar_sits_between_the_reference_and_the_linear_control(assignment):
+    """What each spec records agrees with its own bar: every reference seed clears it, and
+    the linear control stays below partial credit; only the listed bars lack a record."""
+    check = next(c for c in load_spec(ASSIGNMENTS / assignment / "spec.yaml").checks
+                 if c.kind == "accuracy")
+    bars = {v: check.options[v] for v in THRESHOLD_VARIANTS if v in check.options}
+    if assignment in FULL_DATA_HERE:
+        bars["full"] = check.options
+    assert bars, assignment
+    for variant, bar in bars.items():
+        if (assignment, variant) in NOT_RECORDED:
+            assert "measured" not in bar
+            continue
+        measured = bar["measured"]
+        assert min(measured["reference"]) >= bar["min_accuracy"], (variant, measured)
+        assert seed_zero(measured["linear"]) < bar["partial_from"], (variant, measured)
