@@ -46,7 +46,9 @@ def test_a_forged_program_runs_no_code_in_the_replay_worker(tmp_path):
     # one flatten and one Linear layer: right in themselves (2 of 12 units), nothing more
     assert twin.scores["shapes"] == pytest.approx(4 * 2 / 12, abs=1e-3)
     assert twin.scores["params"] < 3.0
-    assert attack.scores == {"shapes": 0.0, "params": twin.scores["params"]}
+    # the forged program is refused, so nothing about the attack is measured: it earns less
+    # than its honest twin, never more
+    assert attack.scores["shapes"] == 0.0 and attack.scores["params"] <= twin.scores["params"]
     assert "cannot replay call_function 'operator.attrgetter'" in attack.messages
     assert attack.run.code == 1
 
