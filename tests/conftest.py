@@ -208,3 +208,18 @@ def graded_functions(tmp_path: Path, name: str, replacements: list[tuple[str, st
     path = variant(tmp_path, SOLUTIONS / name / f"{name}.py", replacements, name=f"{name}.py")
     return grade_in_process(path, load_spec(ASSIGNMENTS / name / "spec.yaml"),
                             Options(only=frozenset({"functions"})))
+
+
+def spec_error(tmp_path: Path, assignment: str, old: str, new: str):
+    """The SpecError a copy of ASSIGNMENT's spec raises with `old` (found once) made `new`."""
+    from grader.errors import SpecError
+    from grader.spec import load_spec
+
+    text = (ASSIGNMENTS / assignment / "spec.yaml").read_text()
+    assert text.count(old) == 1, old
+    folder = tmp_path / assignment
+    folder.mkdir()
+    (folder / "spec.yaml").write_text(text.replace(old, new))
+    with pytest.raises(SpecError) as info:
+        load_spec(folder / "spec.yaml")
+    return info.value

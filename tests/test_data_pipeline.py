@@ -12,7 +12,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from conftest import ASSIGNMENTS, SOLUTIONS, grade, graded_functions
+from conftest import ASSIGNMENTS, SOLUTIONS, grade, graded_functions, spec_error
 from grader.spec import load_spec
 from grader.worker.fixtures import apply_to_images
 
@@ -162,13 +162,5 @@ def load_solution():
      "checks[0].cases[0].args[0].as", "unknown kind 'array'"),
 ])
 def test_a_broken_pipeline_spec_names_the_key(tmp_path, old, new, key, words):
-    from grader.errors import SpecError
-
-    text = (ASSIGNMENTS / NAME / "spec.yaml").read_text()
-    assert text.count(old) == 1, old
-    folder = tmp_path / NAME
-    folder.mkdir()
-    (folder / "spec.yaml").write_text(text.replace(old, new))
-    with pytest.raises(SpecError) as info:
-        load_spec(folder / "spec.yaml")
-    assert info.value.key == key and words in str(info.value)
+    error = spec_error(tmp_path, NAME, old, new)
+    assert error.key == key and words in str(error)

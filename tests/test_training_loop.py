@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from conftest import ASSIGNMENTS, SOLUTIONS, grade, graded_functions
+from conftest import ASSIGNMENTS, SOLUTIONS, grade, graded_functions, spec_error
 from grader.spec import load_spec
 from grader.worker import fixtures
 
@@ -233,16 +233,8 @@ def test_the_worker_gets_inputs_and_no_expected_values():
      "functions[0].mistakes[1].reference", "unknown reference"),
 ])
 def test_a_broken_training_spec_names_the_key(tmp_path, old, new, key, words):
-    from grader.errors import SpecError
-
-    text = (ASSIGNMENTS / NAME / "spec.yaml").read_text()
-    assert text.count(old) == 1, old
-    folder = tmp_path / NAME
-    folder.mkdir()
-    (folder / "spec.yaml").write_text(text.replace(old, new))
-    with pytest.raises(SpecError) as info:
-        load_spec(folder / "spec.yaml")
-    assert info.value.key == key and words in str(info.value)
+    error = spec_error(tmp_path, NAME, old, new)
+    assert error.key == key and words in str(error)
 
 
 def test_security_page_states_what_the_flags_are_worth():
