@@ -225,3 +225,26 @@ def spec_error(tmp_path: Path, assignment: str, old: str, new: str):
     with pytest.raises(SpecError) as info:
         load_spec(folder / "spec.yaml")
     return info.value
+
+
+def on_a_terminal(cmd: list[str], timeout: float) -> tuple[int, str]:
+    """Run `cmd` with a pseudo-terminal as stdout and stderr (a 120-column xterm); its exit
+    code and everything it drew, escape sequences included."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(cmd, stdout=terminal, stderr=terminal,
+                            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:       # the terminal closed: every process holding it has exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=timeout)
+    os.close(controller)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")

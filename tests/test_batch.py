@@ -8,8 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
 import re
 import shutil
 import signal
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ASSIGNMENTS, SOLUTIONS, grade, tiny_assignment
+from conftest import ASSIGNMENTS, SOLUTIONS, grade, on_a_terminal, tiny_assignment
 from grader import batchview
 from grader.batch import Outcome, Running, discover
 
@@ -378,26 +376,11 @@ def test_a_hanging_student_shows_a_growing_time_on_the_terminal(tmp_path):
     subs.mkdir()
     (subs / "hangs.py").write_text(BROKEN["hangs.py"])
     (subs / "quick.py").write_text(SOLUTION)
-    controller, terminal = pty.openpty()
     cmd = [sys.executable, "-m", "grader", "batch", str(subs), "--assignment", "cifar10_cnn",
            "--out", str(tmp_path / "out"), "--jobs", "2", "--only", "shapes,params",
            "--timeout", "8"]
-    proc = subprocess.Popen(cmd, stdout=terminal, stderr=terminal,
-                            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"})
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=300)
-    os.close(controller)
-    screen = b"".join(chunks).decode("utf-8", "replace")
-    assert proc.returncode == 0, screen
+    code, screen = on_a_terminal(cmd, timeout=300)
+    assert code == 0, screen
     shown = set(re.findall(r"running: hangs (\d+:\d\d)", screen))
     assert len(shown) >= 3, screen               # redrawn while nothing finished
     assert "of at most 0:08" in screen

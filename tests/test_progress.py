@@ -3,9 +3,6 @@ notebooks; and what the worker writes about it can never break grading."""
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
 import sys
 import threading
 import time
@@ -14,7 +11,7 @@ import nbclient
 import nbformat
 import pytest
 
-from conftest import SOLUTIONS, grade, tiny_assignment
+from conftest import SOLUTIONS, grade, on_a_terminal, tiny_assignment
 from grader import progress, protocol
 
 RECIPE = {"epochs": 3, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.003}}
@@ -89,26 +86,10 @@ def test_piped_grade_prints_a_line_per_epoch_on_stderr_and_only_the_report_on_st
 
 @pytest.mark.slow
 def test_a_terminal_gets_a_live_bar(tiny):
-    controller, terminal = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
-    proc = subprocess.Popen([sys.executable, "-m", "grader", str(SOLUTIONS / "cifar10_cnn"),
-                             "--assignment", str(tiny), "--device", "cpu", "--out",
-                             str(tiny / "report.json")], stdout=terminal, stderr=terminal,
-                            env=env)
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=600)
-    os.close(controller)
-    screen = b"".join(chunks).decode("utf-8", "replace")
-    assert proc.returncode == 0, screen
+    code, screen = on_a_terminal([sys.executable, "-m", "grader", str(SOLUTIONS / "cifar10_cnn"),
+                                  "--assignment", str(tiny), "--device", "cpu", "--out",
+                                  str(tiny / "report.json")], timeout=600)
+    assert code == 0, screen
     assert "epochs" in screen and "━" in screen          # the bar, redrawn in place
     assert "\x1b[" in screen                             # ... with the cursor moved back
     assert "cifar10_cnn: epoch 1/3" not in screen        # not the log lines
