@@ -96,27 +96,28 @@ def test_the_proposed_block_is_yaml_the_spec_reader_accepts(tmp_path):
 @pytest.mark.data
 @pytest.mark.parametrize("assignment", MODEL_ASSIGNMENTS)
 def test_every_bar_passes_the_reference_and_fails_the_linear_control(assignment, data_dir):
-    """On the data CI has: each seed of the reference clears the bar, the linear control
-    earns at most half the points, and both agree with what the spec records as measured.
-    (The activation-free control is recorded by `grade calibrate`; CI does not retrain it.)"""
+    """On the data CI has, retrained: seed 0 of the reference clears the bar, the linear
+    control earns at most half the points, and both reproduce what the spec records.
+
+    One seed is enough here: training on the CPU is seeded, so seed 0 must match its record,
+    and the fast test below holds every recorded seed to the bar. (The activation-free
+    control is recorded by `grade calibrate`; CI does not retrain it.)"""
     spec = load_spec(ASSIGNMENTS / assignment / "spec.yaml")
     check = next(c for c in spec.checks if c.kind == "accuracy")
     opts = Options(device="cpu", data_dir=data_dir)
-    runs = [train_once(SOLUTIONS / assignment, spec, seed, opts, "the reference")
-            for seed in (0, 1, 2)]
-    variant = runs[0][1]["dataset"]["variant"]
+    reference, info = train_once(SOLUTIONS / assignment, spec, 0, opts, "the reference")
+    variant = info["dataset"]["variant"]
     bar = check.options[variant] if variant in THRESHOLD_VARIANTS else check.options
     with tempfile.TemporaryDirectory() as tmp:
         control = write_control(Path(tmp), "linear", spec, SOLUTIONS / assignment)
         linear, _ = train_once(control, spec, 0, opts, "the linear control")
-    accuracies = [run.accuracy for run, _ in runs]
-    assert min(accuracies) >= bar["min_accuracy"], accuracies
+    assert reference.accuracy >= bar["min_accuracy"], reference
     lo, hi = bar["partial_from"], bar["min_accuracy"]
     assert (linear.accuracy - lo) / (hi - lo) <= 0.5, linear
     if (assignment, variant) in NOT_RECORDED:
         return
     recorded = bar["measured"]
-    assert recorded["reference"] == pytest.approx(accuracies, abs=0.02)
+    assert recorded["reference"][0] == pytest.approx(reference.accuracy, abs=0.02)
     assert seed_zero(recorded["linear"]) == pytest.approx(linear.accuracy, abs=0.02)
 
 
