@@ -17,6 +17,9 @@ collect_ignore_glob = ["hostile/*"]
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
 SOLUTIONS = REPO / "solutions"
+# The assignments whose students build and train a whole network (shapes, params, accuracy).
+MODEL_ASSIGNMENTS = ["cifar10_cnn", "lenet5_mnist", "cifar10_improved", "fashion_mnist_strided",
+                     "unet_cifar10", "cifar10_strided", "cifar10_vgg"]
 HOSTILE = Path(__file__).parent / "hostile"
 SCHEMAS = Path(__file__).parent / "schemas"     # formats other tools read, to validate against
 SOLUTION = SOLUTIONS / "cifar10_cnn" / "model.py"     # the lab net: what attacks are added to

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import SOLUTIONS, grade, variant
+from conftest import MODEL_ASSIGNMENTS, SOLUTIONS, grade, variant
 
 CIFAR = SOLUTIONS / "cifar10_cnn" / "model.py"
 LENET = SOLUTIONS / "lenet5_mnist" / "model.py"
@@ -18,8 +18,6 @@ STRIDED = SOLUTIONS / "fashion_mnist_strided" / "model.py"
 UNET = SOLUTIONS / "unet_cifar10" / "model.py"
 CIFAR_STRIDED = SOLUTIONS / "cifar10_strided" / "model.py"
 VGG = SOLUTIONS / "cifar10_vgg" / "model.py"
-MODEL_ASSIGNMENTS = ["cifar10_cnn", "lenet5_mnist", "cifar10_improved", "fashion_mnist_strided",
-                     "unet_cifar10", "cifar10_strided", "cifar10_vgg"]
 # Units of a shapes check: one per layer, one per activation the spec asks for. A layer is
 # judged on its own input, so a mistake costs its own units once.
 LAB_UNITS = 8 + 4            # cifar10_cnn and cifar10_improved
