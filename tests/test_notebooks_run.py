@@ -7,13 +7,16 @@ nothing on stderr (nbgrader scores any stderr output as zero).
 from __future__ import annotations
 
 import os
+import re
 
 import nbclient
 import nbformat
 import pytest
 
-from conftest import ASSIGNMENTS, REPO, SOLUTIONS
+from conftest import ASSIGNMENTS, MODEL_ASSIGNMENTS, REPO, SOLUTIONS
+from grader.checks.accuracy import thresholds
 from grader.course import assignment_names
+from grader.spec import load_spec
 
 NAMES = assignment_names(REPO)
 
@@ -53,3 +56,17 @@ def test_solution_notebook_earns_every_point(name, data_dir):
         assert not [o for o in cell.outputs if o.get("name") == "stderr"], cell.source
         points = cell.metadata["nbgrader"]["points"]
         assert float(outputs(cell, "execute_result")[0].data["text/plain"]) == points, cell.outputs
+    if name in MODEL_ASSIGNMENTS:
+        assert_reference_reproduces_its_record(name, nb)
+
+
+def assert_reference_reproduces_its_record(name, nb):
+    """The notebook trained seed 0 of the reference: its accuracy is what the spec records
+    for that seed on the same data (the calibration tests retrain only the linear control)."""
+    text = "".join(o.get("text", "") for cell in graded_cells(nb) for o in outputs(cell, "stream"))
+    accuracy = float(re.search(r"Test accuracy ([\d.]+)%", text).group(1)) / 100
+    variant = re.search(r"Data: \w+ \((\w+):", text).group(1)
+    check = next(c for c in load_spec(ASSIGNMENTS / name / "spec.yaml").checks
+                 if c.kind == "accuracy")
+    recorded = thresholds(check, variant)["measured"]["reference"][0]
+    assert accuracy == pytest.approx(recorded, abs=0.02), (variant, text)
