@@ -99,7 +99,7 @@ def test_a_warm_batch_trains_every_model_exactly_as_a_fresh_worker_does(tmp_path
 @pytest.mark.slow
 @pytest.mark.parametrize("name, code, args, message", [
     ("greedy", GREEDY, ("--memory-limit", "1G"), "killed: exceeded 1 GiB memory"),
-    ("slow", SLOW, ("--timeout", "30"), "timed out after 30 s"),
+    ("slow", SLOW, ("--timeout", "15"), "timed out after 15 s"),
 ], ids=["greedy", "slow"])
 def test_a_model_that_exhausts_the_trainer_gets_its_own_error_and_no_one_else_does(
         tmp_path, name, code, args, message):
