@@ -189,9 +189,8 @@ def course_build(names: tuple[str, ...], root: Path) -> None:
     """Regenerate skeletons and notebooks from the reference solutions."""
     from . import course
 
-    for name in names or course.assignment_names(root):
-        for path in _guard(lambda: course.build(root, name)):
-            click.echo(f"wrote {path}")
+    for path in _guard(lambda: course.build(root, list(names or course.assignment_names(root)))):
+        click.echo(f"wrote {path}")
 
 
 @main.command("batch", short_help="Grade a class folder: gradebook.csv and summary.html.")

@@ -11,15 +11,13 @@ cells, `# %% [markdown]` text cells) with nbgrader's `### BEGIN SOLUTION` /
 - `assignments/<name>/<name>.ipynb`: what `nbgrader generate_assignment` releases
   from that source (made by running real nbgrader in a scratch course).
 
-Generated files are committed; `grade course build --check` fails when one is
-out of date, so the copies students get can never drift from the solutions.
+Generated files are committed, and a test rebuilds them and fails when one is out
+of date, so the copies students get can never drift from the solutions.
 """
 from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,34 +123,48 @@ def _nbgrader_meta(grade_id: str, solution: bool = False, grade: bool = False,
     return meta
 
 
-def release_notebook(name: str, source_nb: Path, dest: Path) -> None:
-    """Run real `nbgrader generate_assignment` on one source notebook; copy out the release."""
+def release_notebooks(root: Path, names: list[str]) -> list[Path]:
+    """Run real nbgrader's generate_assignment on the source notebooks of `names`, through
+    its Python API in one scratch course, and copy each release into assignments/.
+
+    One course for all: nbgrader creates a gradebook per course and checks its schema in
+    a subprocess (about 2 s), which is most of what one release costs."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    written = []
     with tempfile.TemporaryDirectory(prefix="nbgrader-build-") as tmp:
-        course = Path(tmp)
-        (course / "source" / name).mkdir(parents=True)
-        shutil.copy(source_nb, course / "source" / name / source_nb.name)
-        (course / "nbgrader_config.py").write_text(
-            "c = get_config()\nc.CourseDirectory.root = r'%s'\n" % course)
-        cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force"]
-        proc = subprocess.run(cmd, cwd=course, capture_output=True, text=True)
-        released = course / "release" / name / source_nb.name
-        if proc.returncode != 0 or not released.is_file():
-            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{proc.stderr[-3000:]}")
-        shutil.copy(released, dest)
+        config = Config()
+        config.CourseDirectory.root = tmp
+        api = NbGraderAPI(CourseDirectory(config=config), config=config)
+        for name in names:
+            source_nb = root / "solutions" / name / f"{name}.ipynb"
+            (Path(tmp) / "source" / name).mkdir(parents=True)
+            shutil.copy(source_nb, Path(tmp) / "source" / name / source_nb.name)
+            outcome = api.generate_assignment(name, force=True)
+            released = Path(tmp) / "release" / name / source_nb.name
+            if not outcome["success"] or not released.is_file():
+                raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n"
+                                   f"{(outcome.get('log') or outcome.get('error') or '')[-3000:]}")
+            written.append(root / "assignments" / name / source_nb.name)
+            shutil.copy(released, written[-1])
+    return written
 
 
-def build(root: Path, name: str) -> list[Path]:
-    """Regenerate one assignment's skeleton and notebooks; returns the files written."""
-    spec = load_spec(root / "assignments" / name / "spec.yaml")
-    sol = solution_file(root / "solutions", name)
-    text = sol.read_text(encoding="utf-8")
-    skeleton = root / "assignments" / name / sol.name
-    skeleton.write_text(make_skeleton(text), encoding="utf-8")
-    source_nb = root / "solutions" / name / f"{name}.ipynb"
-    nbformat.write(source_notebook(spec, text), source_nb)
-    released = root / "assignments" / name / f"{name}.ipynb"
-    release_notebook(name, source_nb, released)
-    return [skeleton, source_nb, released]
+def build(root: Path, names: list[str]) -> list[Path]:
+    """Regenerate the skeletons and notebooks of `names`; returns the files written."""
+    written = []
+    for name in names:
+        spec = load_spec(root / "assignments" / name / "spec.yaml")
+        sol = solution_file(root / "solutions", name)
+        text = sol.read_text(encoding="utf-8")
+        skeleton = root / "assignments" / name / sol.name
+        skeleton.write_text(make_skeleton(text), encoding="utf-8")
+        source_nb = root / "solutions" / name / f"{name}.ipynb"
+        nbformat.write(source_notebook(spec, text), source_nb)
+        written += [skeleton, source_nb]
+    return written + release_notebooks(root, names)
 
 
 def assignment_names(root: Path) -> list[str]:

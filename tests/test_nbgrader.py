@@ -23,13 +23,25 @@ def nbgrader(course_dir, *args, env=None):
     return proc
 
 
-@pytest.mark.parametrize("name", course.assignment_names(REPO))
-def test_generated_files_are_up_to_date(tmp_path, name):
-    """`grade course build` reproduces the committed skeleton and notebooks byte for byte."""
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory):
+    """The course pack rebuilt by `grade course build`'s code in a scratch copy."""
+    root = tmp_path_factory.mktemp("pack")
+    names = course.assignment_names(REPO)
     for tree in ("assignments", "solutions"):
-        shutil.copytree(REPO / tree / name, tmp_path / tree / name)
-    for path in course.build(tmp_path, name):
-        committed = REPO / path.relative_to(tmp_path)
+        for name in names:
+            shutil.copytree(REPO / tree / name, root / tree / name)
+    return root, course.build(root, names)
+
+
+@pytest.mark.parametrize("name", course.assignment_names(REPO))
+def test_generated_files_are_up_to_date(rebuilt, name):
+    """`grade course build` reproduces the committed skeleton and notebooks byte for byte."""
+    root, written = rebuilt
+    mine = [path for path in written if path.parent.name == name]
+    assert len(mine) == 3
+    for path in mine:
+        committed = REPO / path.relative_to(root)
         assert path.read_bytes() == committed.read_bytes(), \
             f"{committed} is out of date: run `grade course build {name}`"
 
