@@ -141,6 +141,7 @@ class TrainRecord:
     device: str
     torch: str
     perturbed_predictions: bool = False
+    final_train_accuracy: float | None = None   # on training images, after training
 
 
 @dataclass(frozen=True)
@@ -362,7 +363,9 @@ def _train(d: dict) -> TrainRecord:
                        train_seconds=_float(d.get("train_seconds", 0), "train seconds", 0),
                        device=_str(d.get("device", "cpu"), "device", 40),
                        torch=_version(d.get("torch", "")),
-                       perturbed_predictions=_bool(d.get("perturbed", False), "perturbed"))
+                       perturbed_predictions=_bool(d.get("perturbed", False), "perturbed"),
+                       final_train_accuracy=None if d.get("final_train_accuracy") is None else
+                       _float(d["final_train_accuracy"], "final train accuracy", 0, 1))
 
 
 def _functions(d: dict) -> FunctionsRecord:

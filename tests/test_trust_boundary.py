@@ -78,6 +78,23 @@ def test_a_model_that_carries_the_public_test_labels_is_withheld_and_flagged(tmp
                                         "one pixel, accuracy falls from 100.0%")
 
 
+def test_an_honest_net_trained_for_one_epoch_is_not_taken_for_a_lookup(tmp_path, monkeypatch):
+    """Its one epoch's running training accuracy is far below its test accuracy (it learned
+    during that epoch); on training images after training, the two agree, so it keeps its
+    points."""
+    monkeypatch.setenv("GRADER_CACHE", str(tmp_path / "cache"))
+    assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=1, batch_size=32,
+                                 optimizer={"name": "adam", "lr": 0.003})
+    run = grade(SOLUTIONS / "cifar10_cnn" / "model.py", "--assignment", assignment,
+                "--only", "accuracy", "--device", "cpu", "--format", "json")
+    check = run.check("accuracy")
+    details = check["details"]
+    assert details["accuracy"] - details["curve"][-1]["train_accuracy"] > 0.25, details
+    assert abs(details["accuracy"] - details["train_accuracy"]) < 0.25, details
+    assert "flags" not in check and run.json()["flags"] == []
+    assert check["score"] == check["max_score"], check["feedback"]
+
+
 def _fingerprints(assignment: Path) -> dict:
     """What an attacker computes offline from the public test set: a key per test image."""
     spec = yaml.safe_load((assignment / "spec.yaml").read_text())

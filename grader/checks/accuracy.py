@@ -46,11 +46,11 @@ def run(check: CheckSpec, spec: Spec, m: Measurements, data: PreparedData) -> Ch
     labels = data.test_labels()
     acc, per_class, confusion = evaluate(preds[0], labels, data.num_classes)
     shifted_acc = evaluate(preds[1], labels, data.num_classes)[0]
-    last_train = train.curve[-1].train_accuracy if train.curve else None
-    suspicion = looked_up(acc, shifted_acc, last_train)
+    suspicion = looked_up(acc, shifted_acc, train.final_train_accuracy)
     credit = 0.0 if suspicion else linear_credit(acc, bar["min_accuracy"], bar.get("partial_from"))
     score = score_fraction(check.points, credit)
     details = {**base, "accuracy": acc, "shifted_accuracy": shifted_acc,
+               "train_accuracy": train.final_train_accuracy,
                "per_class": dict(zip(data.classes, per_class)), "confusion": confusion,
                "classes": data.classes, "curve": _curve(train),
                "train_seconds": train.train_seconds, "device": train.device}
@@ -77,8 +77,8 @@ def looked_up(acc: float, shifted_acc: float, train_acc: float | None) -> str | 
         return (f"on the same test images moved by one pixel, accuracy falls from {acc:.1%} "
                 f"to {shifted_acc:.1%}")
     if train_acc is not None and acc - train_acc > TRAIN_GAP:
-        return (f"test accuracy {acc:.1%} is far above the training accuracy of the last epoch "
-                f"({train_acc:.1%})")
+        return (f"test accuracy {acc:.1%} is far above the same model's accuracy on training "
+                f"images ({train_acc:.1%})")
     return None
 
 
