@@ -201,6 +201,46 @@ def test_python_on_sizes_is_captured_and_replays_at_every_batch_size(tmp_path):
     assert torch.equal(a, replayed(x))
 
 
+ITEM_ASSIGNMENT = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Model(nn.Module):
+    """Writes into tensors in its forward: a kernel filled through a boolean mask (LeNet-5's
+    C3 as one masked convolution) and a channel set to zero by index."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("links", torch.rand(4, 3, 3, 3) > 0.5, persistent=False)
+        self.weight = nn.Parameter(torch.randn(int(self.links.sum())))
+        self.fc = nn.Linear(4 * 30 * 30, 10)
+
+    def forward(self, x):
+        kernel = self.weight.new_zeros(self.links.shape)
+        kernel[self.links] = self.weight
+        x = F.conv2d(x, kernel)
+        x[:, 0] = 0
+        return self.fc(x.flatten(1))
+'''
+
+
+def test_item_assignment_in_a_forward_replays_with_the_same_gradients(tmp_path):
+    (tmp_path / "model.py").write_text(ITEM_ASSIGNMENT)
+    torch.manual_seed(0)
+    model = import_file(tmp_path / "model.py").Model()
+    summary = export_model(model, tmp_path / "artifact", tmp_path, torch.randn(2, 3, 32, 32))
+    assert summary["untraced"] == {}
+    replayed = load_model(tmp_path / "artifact")
+    x = torch.randn(5, 3, 32, 32)
+    for m in (model, replayed):
+        m(x).square().sum().backward()
+    assert torch.equal(model(x), replayed(x))
+    assert torch.equal(model.weight.grad, replayed.weight.grad)
+    assert torch.count_nonzero(replayed.weight.grad) > 0
+
+
 def test_a_size_the_forward_was_traced_for_is_checked_when_replayed(tmp_path):
     (tmp_path / "model.py").write_text(CAPTURED_IDIOMS)
     model = import_file(tmp_path / "model.py").Model()

@@ -191,6 +191,22 @@ def test_lenet_fully_connected_c3_gets_half_of_c3(tmp_path):
     assert "total: 61,750 parameters, expected 60,850" in params["feedback"]
 
 
+@pytest.mark.parametrize("attribute", ["c3", "conv3"])
+def test_lenet_stopping_inside_c3_is_reported_in_c3(tmp_path, attribute):
+    # A custom C3 that fails before its convolution has not shown that it is a convolution;
+    # the input it was given (6x14x14) and its name place the crash, not its looks (a
+    # custom module with a weight and a bias vector, like S4).
+    path = variant(tmp_path, LENET, [("return F.conv2d(x, kernel, self.bias)",
+                                      "return F.conv2d(x, kernel[:, :5], self.bias)"),
+                                     ("self.c3 = C3()", f"self.{attribute} = C3()"),
+                                     ("self.c3(x)", f"self.{attribute}(x)")])
+    shapes = graded(path, "lenet5_mnist").check("shapes")
+    where = "c3" if attribute == "c3" else f"c3 ({attribute})"
+    assert f"The forward pass stopped in {where}, a C3: RuntimeError" in shapes["feedback"]
+    assert "c3: did not finish" in shapes["feedback"]
+    assert "s4: not reached" in shapes["feedback"]
+
+
 def test_lenet_untrainable_subsampling_loses_s2_params(tmp_path):
     run = graded(variant(tmp_path, LENET, [("        self.s2 = Subsample(6)\n",
                                             "        self.s2 = nn.AvgPool2d(2)\n")]), "lenet5_mnist")

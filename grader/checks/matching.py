@@ -214,12 +214,22 @@ def _relax(cost, move, i, j, value, step) -> None:
 def pair_cost(x: ExpectedLayer, e: Event) -> float | None:
     """What pairing spec layer `x` with student layer `e` costs; None where the kinds
     cannot be the same layer."""
-    if e.category not in COMPATIBLE[x.spec.type]:
+    if e.category not in COMPATIBLE[x.spec.type] and not _unknown(e):
         return None
     differences = sum(differs(e.hyper, x.spec.hp, key) for key in COMPARED)
+    if _unknown(e) and e.in_shape:   # all it shows is what it was given
+        differences += tuple(e.in_shape[1:]) != tuple(x.in_shape)
     pool_kind = x.spec.type in ("maxpool2d", "avgpool2d") and e.category != x.spec.type
     value = min(MAX_DIFFERENCES, PER_DIFFERENCE * (differences + pool_kind))
     return value - NAME_BONUS if named(x, e) else value
+
+
+def _unknown(e: Event) -> bool:
+    """A custom module that never finished (the forward stopped inside it, or never reached
+    it) has not run what would say which layer it is: LeNet-5's C3 stopped before its
+    convolution looks like a custom subsampling layer. It may pair with any spec layer;
+    its name, the input it was given and its place decide which."""
+    return e.category == "custom" and e.out_shape is None
 
 
 def named(x: ExpectedLayer, e: Event) -> bool:

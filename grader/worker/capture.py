@@ -25,6 +25,7 @@ import contextlib
 import functools
 import inspect
 import linecache
+import operator
 import os
 import sys
 from pathlib import Path
@@ -249,6 +250,12 @@ def _recorded(fn):
     return factory
 
 
+def _assign(self, index, value) -> None:
+    """`proxy[index] = value`: an in-place write, recorded as a node like any other call
+    (the replayed program runs it on its own tensors, in the same order)."""
+    self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+
 @contextlib.contextmanager
 def _real_numbers(namespace: dict[str, Any]):
     """While tracing, a size-derived proxy may become an int, a float or an index, fixed by
@@ -259,11 +266,12 @@ def _real_numbers(namespace: dict[str, Any]):
     as for an object without it, so torch's argument parsers, which try conversions while
     matching overloads, and `tuple()`, which asks for a length hint, see a tensor proxy as
     an object that has none. `len()` of a tensor proxy (its first size) goes through the
-    module's own `len`, patched here.
+    module's own `len`, patched here. Item assignment (`kernel[mask] = w`, `x[:, 0] = 0`),
+    which torch.fx cannot trace, becomes an `operator.setitem` node (`_assign`).
     """
     proxy = torch.fx.Proxy
     saved = {name: proxy.__dict__.get(name) for name in ("__index__", "__int__", "__float__",
-                                                          "__len__", "__repr__")}
+                                                          "__len__", "__repr__", "__setitem__")}
 
     def via(use: str, convert):
         def method(self):
@@ -282,6 +290,7 @@ def _real_numbers(namespace: dict[str, Any]):
     proxy.__index__ = via("use it as an index or a range", int)
     proxy.__int__ = via("turn it into an int", int)
     proxy.__float__ = via("turn it into a float", float)
+    proxy.__setitem__ = _assign
     had_len, old_len = "len" in namespace, namespace.get("len")
     namespace["len"] = traced_len
     constructors = {name: getattr(torch, name) for name in CONSTRUCTORS if hasattr(torch, name)}
