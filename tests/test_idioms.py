@@ -3,8 +3,8 @@ the layer each line of feedback names.
 
 The files in tests/idioms/ are written the way tutorials and students write these nets
 (one pooling module used twice, `nn.Sequential` with indices, the functional style, a
-subclass of `nn.Conv2d`, LeNet-5's C5 as a Linear, a 28x28 LeNet with padding 2, tanh
-where ReLU is asked, no activations at all). A right layer must never be reported wrong
+subclass of `nn.Conv2d`, LeNet-5's C3 as sixteen small convolutions, its C5 as a Linear, a
+28x28 LeNet with padding 2, tanh where ReLU is asked, no activations at all). A right layer must never be reported wrong
 because another layer is wrong.
 """
 from __future__ import annotations
@@ -46,6 +46,16 @@ def test_a_wrong_activation_costs_its_own_points_and_no_shape(name, found):
     for layer in ("conv1", "conv2", "fc1", "fc2"):
         assert f"{layer}: {found}; the spec asks for relu" in shapes["feedback"]
     assert shapes["feedback"].startswith("8 of 8 layers have the expected shape")
+
+
+def test_lenet_with_c3_as_sixteen_small_convolutions_gets_full_marks():
+    """The paper's drawing of C3 (one convolution per map over its row of the table) and the
+    reference's single convolution with a masked kernel are the same layer."""
+    run, shapes, params = graded("lenet_c3_per_map", "lenet5_mnist")
+    assert run.code == 0, shapes["feedback"] + params["feedback"]
+    assert (shapes["score"], params["score"]) == (4.0, 3.0)
+    c3 = next(r for r in params["details"]["layers"] if r["name"] == "c3")
+    assert c3["got"] == 6 * (3 * 25 + 1) + 9 * (4 * 25 + 1) + (6 * 25 + 1)
 
 
 def test_lenet_with_c5_as_a_linear_is_judged_layer_by_layer():
