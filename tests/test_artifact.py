@@ -214,11 +214,11 @@ class Model(nn.Module):
     def __init__(self):
         super().__init__()
         self.register_buffer("links", torch.rand(4, 3, 3, 3) > 0.5, persistent=False)
-        self.weight = nn.Parameter(torch.randn(int(self.links.sum())))
+        self.weight = nn.Parameter(torch.randn(int(self.links.sum())) * 0.1)
         self.fc = nn.Linear(4 * 30 * 30, 10)
 
     def forward(self, x):
-        kernel = self.weight.new_zeros(self.links.shape)
+        kernel = KERNEL
         kernel[self.links] = self.weight
         x = F.conv2d(x, kernel)
         x[:, 0] = 0
@@ -226,19 +226,33 @@ class Model(nn.Module):
 '''
 
 
-def test_item_assignment_in_a_forward_replays_with_the_same_gradients(tmp_path):
-    (tmp_path / "model.py").write_text(ITEM_ASSIGNMENT)
+@pytest.mark.parametrize("kernel", [
+    "self.weight.new_zeros(self.links.shape)",   # computed from a parameter: a node
+    "torch.zeros(4, 3, 3, 3)",                   # from constants only: traced as a constant
+    "self.links.float().clone()",                # from a buffer outside the trace: likewise
+])
+def test_item_assignment_in_a_forward_trains_as_the_students_code_does(tmp_path, kernel):
+    # A constant written into must be fresh at every call, and the same tensor within one:
+    # otherwise the second training step fails (a graph already freed) or the convolution
+    # reads the kernel before the write and the weights get no gradient.
+    (tmp_path / "model.py").write_text(ITEM_ASSIGNMENT.replace("KERNEL", kernel))
     torch.manual_seed(0)
     model = import_file(tmp_path / "model.py").Model()
     summary = export_model(model, tmp_path / "artifact", tmp_path, torch.randn(2, 3, 32, 32))
     assert summary["untraced"] == {}
     replayed = load_model(tmp_path / "artifact")
-    x = torch.randn(5, 3, 32, 32)
-    for m in (model, replayed):
-        m(x).square().sum().backward()
+    x, y = torch.randn(5, 3, 32, 32), torch.randint(0, 10, (5,))
+    for _ in range(3):
+        for m in (model, replayed):
+            m.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+        assert torch.equal(model.weight.grad, replayed.weight.grad)
+        assert torch.count_nonzero(replayed.weight.grad) > 0
+        with torch.no_grad():
+            for m in (model, replayed):
+                for p in m.parameters():
+                    p -= 0.01 * p.grad
     assert torch.equal(model(x), replayed(x))
-    assert torch.equal(model.weight.grad, replayed.weight.grad)
-    assert torch.count_nonzero(replayed.weight.grad) > 0
 
 
 def test_a_size_the_forward_was_traced_for_is_checked_when_replayed(tmp_path):

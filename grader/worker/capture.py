@@ -146,8 +146,8 @@ class Capture(torch.fx.Tracer):
         if node.op == "placeholder":
             name = node.target.lstrip("*")
             return self.bound[name] if name in self.bound else args[0]
-        if node.op == "get_attr":
-            return _fetch(self.traced_root, node.target)
+        if node.op == "get_attr":   # a copy: a write into it (`k[mask] = w`) stays in here
+            return _detach(_fetch(self.traced_root, node.target))
         if node.op == "call_module":
             return self.traced_root.get_submodule(node.target)(*args, **kwargs)
         if node.op == "call_method":

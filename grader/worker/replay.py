@@ -31,9 +31,10 @@ class Replayed(nn.Module):
     """A module whose forward is a list of exported nodes (one list per mode, if they differ)."""
 
     def __init__(self, nodes: list[dict[str, Any]] | None, train_nodes: list | None = None,
-                 untraced: str = ""):
+                 untraced: str = "", constants: frozenset[str] = frozenset()):
         super().__init__()
         self.nodes, self.train_nodes, self.untraced = nodes, train_nodes, untraced
+        self.per_call = constants
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         nodes = self.train_nodes if self.training and self.train_nodes else self.nodes
@@ -41,19 +42,21 @@ class Replayed(nn.Module):
             raise ArtifactError(self.untraced or f"{type(self).__name__}.forward was not "
                                 "exported (the submission's process stopped before it was)")
         env: dict[str, Any] = {}
+        fresh: dict[str, torch.Tensor] = {}   # this call's copies of the constants
         inputs = list(args)
         for node in nodes:
             try:
                 if node["op"] == "output":
                     return decode(node["args"][0], env)
-                env[node["name"]] = self._run(node, env, inputs, kwargs)
+                env[node["name"]] = self._run(node, env, inputs, kwargs, fresh)
             except Exception as exc:
                 # Where in the student's code this node came from: outer modules first.
                 exc.student_frames = node.get("frames", []) + getattr(exc, "student_frames", [])
                 raise
         raise ArtifactError(f"{type(self).__name__}.forward has no output node")
 
-    def _run(self, node: dict[str, Any], env: dict[str, Any], inputs: list, kwargs: dict) -> Any:
+    def _run(self, node: dict[str, Any], env: dict[str, Any], inputs: list, kwargs: dict,
+             fresh: dict[str, torch.Tensor]) -> Any:
         op, target = node["op"], node["target"]
         if op == "placeholder":
             if inputs:
@@ -64,7 +67,15 @@ class Replayed(nn.Module):
                 return decode(node["args"][0], env)
             raise TypeError(f"{type(self).__name__}.forward() missing argument {target!r}")
         if op == "get_attr":
-            return _attribute(self, target)
+            value = _attribute(self, target)
+            if target not in self.per_call:
+                return value
+            # A constant is a value the student's forward computes afresh at every call
+            # (`kernel = torch.zeros(16, 6, 5, 5)`): a write into it (`kernel[mask] = w`)
+            # is seen by the rest of this call and by no later one.
+            if target not in fresh:
+                fresh[target] = value.clone()
+            return fresh[target]
         args, kw = decode(node["args"], env), decode({"$dict": node["kwargs"]}, env)
         try:
             if op == "call_module":
@@ -168,7 +179,8 @@ def _build(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module
             raise ArtifactError(f"{cls_name} at {path or 'the root'} cannot be built: {exc}") from exc
     elif entry.get("kind") == "traced":
         module = type(cls_name, (Replayed,), {})(entry.get("graph"), entry.get("train_graph"),
-                                                str(entry.get("untraced", ""))[:2000])
+                                                str(entry.get("untraced", ""))[:2000],
+                                                frozenset(entry.get("constants", [])))
         for name in entry.get("constants", []):
             module.register_buffer(_name(name), _tensor(tensors, path, name), persistent=False)
     else:
@@ -230,7 +242,7 @@ def _attribute(module: nn.Module, target: Any) -> Any:
 
 
 def _name(name: Any) -> str:
-    if not isinstance(name, str) or not NAME.match(name) or name in ("nodes", "train_nodes",
-                                                                       "untraced", "training"):
+    if not isinstance(name, str) or not NAME.match(name) or name in (
+            "nodes", "train_nodes", "per_call", "untraced", "training"):
         raise ArtifactError(f"bad tensor name {str(name)[:40]!r}")
     return name
