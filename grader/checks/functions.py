@@ -148,7 +148,7 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
     passed = sum(o.passed for o in outcomes)
     score = score_fraction(check.points, passed / len(outcomes))
     hidden_run = sum(o.case.hidden for o in outcomes)
-    lines = [f"{passed} of {len(outcomes)} cases passed"
+    lines = [f"{passed} of {len(outcomes)} {'case' if len(outcomes) == 1 else 'cases'} passed"
              + (f" ({hidden_run} of them hidden)." if hidden_run else ".")]
     for name in dict.fromkeys(o.case.function for o in outcomes):
         lines += _function_feedback(functions[name], [o for o in outcomes if o.case.function == name],
