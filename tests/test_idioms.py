@@ -4,8 +4,8 @@ the layer each line of feedback names.
 The files in tests/idioms/ are written the way tutorials and students write these nets
 (one pooling module used twice, `nn.Sequential` with indices, the functional style, a
 subclass of `nn.Conv2d`, LeNet-5's C3 as sixteen small convolutions, its C5 as a Linear, a
-28x28 LeNet with padding 2, tanh where ReLU is asked, no activations at all). A right layer must never be reported wrong
-because another layer is wrong.
+28x28 LeNet with padding 2, tanh where ReLU is asked, no activations at all, nn.LazyLinear).
+A right layer must never be reported wrong because another layer is wrong.
 """
 from __future__ import annotations
 
@@ -86,3 +86,22 @@ def test_a_28x28_lenet_with_padding_2_loses_c1_once():
     right_shapes = 5                                     # s2, c3, s4, c5, flatten
     assert shapes["score"] == pytest.approx(4 * right_shapes / LENET_UNITS, abs=1e-4)
     assert params["score"] == pytest.approx(3 * 4.5 / LENET_PARAM_ROWS, abs=1e-4)
+
+
+def test_a_lazy_linear_is_counted_once_its_first_forward_pass_made_it():
+    run, shapes, params = graded("fashion_lazy_linear", "fashion_mnist_strided")
+    assert run.code == 0, shapes["feedback"] + params["feedback"]
+    assert (shapes["score"], params["score"]) == (4.0, 3.0)
+    fc1 = next(r for r in params["details"]["layers"] if r["name"] == "fc1")
+    assert fc1["got"] == (128 * 2 * 2 + 1) * 512
+
+
+def test_a_lazy_linear_behind_a_crash_shows_the_crash(tmp_path):
+    """Its parameters cannot exist without the forward pass, so the forward's own error (the
+    wrong channel count and its line) is what the student reads."""
+    path = tmp_path / "model.py"
+    path.write_text((IDIOMS / "fashion_lazy_linear.py").read_text()
+                    .replace("nn.Conv2d(32, 64, 3, 2)", "nn.Conv2d(16, 64, 3, 2)"))
+    run = grade(path, "-a", "fashion_mnist_strided", "--only", "shapes,params", "--format", "json")
+    assert run.code == 1 and "Traceback" not in run.err
+    assert "expected input[2, 32, 13, 13] to have 16 channels" in run.check("shapes")["feedback"]

@@ -132,10 +132,32 @@ def stage_build(request: dict, state: dict) -> dict:
 
     def make_model():
         _seed(request["seed"])
-        return cls()
+        model = cls()
+        _initialise_lazy(model, request)
+        return model
     state["make_model"] = make_model
     state["model"] = model = make_model()
     return {"class": type(model).__name__[:100]}
+
+
+def _initialise_lazy(model, request: dict) -> None:
+    """nn.LazyLinear and its kind create their parameters in the first forward pass, as
+    PyTorch's documentation asks students to do with a dummy batch: one eval-mode pass on
+    the probe input does it here. Without it nothing could be counted, so where that pass
+    fails, its own error (the line, the shapes) is what the student reads."""
+    import torch
+    from torch.nn.parameter import is_lazy
+
+    if not any(is_lazy(p) for m in model.modules() for p in vars(m)["_parameters"].values()
+               if p is not None):
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(_probe_input(request))
+    finally:
+        model.train(was_training)
 
 
 def stage_model(request: dict, state: dict) -> dict:

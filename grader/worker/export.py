@@ -74,6 +74,10 @@ def export_model(model: nn.Module, folder: Path, student_root: Path | None,
 def _describe(path: str, module: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """One module's manifest entry and the tensors it owns (no student code runs here)."""
     params = {n: p for n, p in vars(module)["_parameters"].items() if p is not None}
+    if any(nn.parameter.is_lazy(p) for p in params.values()):
+        raise ArtifactError(f"{path or 'the model'} ({type(module).__name__}) creates its "
+                            "parameters in its first forward pass, and the forward pass "
+                            "never ran it")
     buffers = {n: b for n, b in vars(module)["_buffers"].items() if b is not None}
     entry: dict[str, Any] = {"path": path, "class": type(module).__name__,
                              "params": {n: bool(p.requires_grad) for n, p in params.items()},
