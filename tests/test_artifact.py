@@ -255,6 +255,33 @@ def test_item_assignment_in_a_forward_trains_as_the_students_code_does(tmp_path,
     assert torch.equal(model(x), replayed(x))
 
 
+def test_a_forward_with_star_args_replays(tmp_path):
+    (tmp_path / "model.py").write_text(
+        (SOLUTIONS / "cifar10_cnn" / "model.py").read_text()
+        .replace("def forward(self, x):", "def forward(self, x, *args, **kwargs):"))
+    torch.manual_seed(0)
+    model = import_file(tmp_path / "model.py").Model().eval()
+    replayed = round_trip(model, tmp_path / "artifact", tmp_path).eval()
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.equal(model(x), replayed(x))
+
+
+def test_modules_built_inside_a_forward_are_traced_through_unless_they_have_weights(tmp_path):
+    lab = (SOLUTIONS / "cifar10_cnn" / "model.py").read_text()
+    (tmp_path / "model.py").write_text(
+        lab.replace("x = F.relu(self.fc1(x))", "x = nn.ReLU()(self.fc1(x))")
+           .replace("x = torch.flatten(x, 1)", "x = nn.Flatten()(x)"))
+    torch.manual_seed(0)
+    model = import_file(tmp_path / "model.py").Model().eval()
+    replayed = round_trip(model, tmp_path / "artifact", tmp_path).eval()
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.equal(model(x), replayed(x))
+    (tmp_path / "model.py").write_text(lab.replace("return self.fc3(x)",
+                                                   "return nn.Linear(10, 10)(self.fc3(x))"))
+    run = grade(tmp_path / "model.py", "-a", "cifar10_cnn", "--only", "shapes", "--format", "json")
+    assert "not installed as a submodule" in run.check("shapes")["feedback"]
+
+
 def test_a_size_the_forward_was_traced_for_is_checked_when_replayed(tmp_path):
     (tmp_path / "model.py").write_text(CAPTURED_IDIOMS)
     model = import_file(tmp_path / "model.py").Model()

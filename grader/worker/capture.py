@@ -37,6 +37,7 @@ from torch import nn
 from torch.fx.node import map_aggregate, map_arg
 
 from . import ops
+from .trace import walk_modules
 
 SIZE_METHODS = {"size", "dim", "numel", "nelement", "ndimension", "stride", "element_size",
                 "get_device", "is_contiguous", "is_floating_point", "is_complex"}
@@ -89,15 +90,27 @@ class Capture(torch.fx.Tracer):
         self.inputs = inputs
         self.bound: dict[str, Any] | None = None
         self.executing = False   # running real code to get a value: no nodes, no proxies
+        self.installed: set[int] | None = None   # ids of the traced root's own modules
 
     # ---- what becomes a node
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return m is not self.traced_root
 
     def call_module(self, m, forward, args, kwargs):
-        if self.executing:
+        if self.executing or self._made_in_forward(m):
             return forward(*args, **kwargs)
         return super().call_module(m, forward, args, kwargs)
+
+    def _made_in_forward(self, m: nn.Module) -> bool:
+        """`nn.ReLU()(x)`, `nn.Softmax(dim=1)(x)`, `nn.Flatten()(x)`: a module without
+        tensors, built inside the forward, is traced through (its own calls become nodes),
+        as the student's code runs it. One with parameters stays an error (torch.fx: "not
+        installed as a submodule"): it would be a new, untrained layer at every call."""
+        if vars(m)["_parameters"] or any(b is not None for b in vars(m)["_buffers"].values()):
+            return False
+        if self.installed is None:
+            self.installed = {id(sub) for _, sub in walk_modules(self.traced_root)}
+        return id(m) not in self.installed and m is not self.traced_root
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
         if self.executing:

@@ -59,6 +59,12 @@ class Replayed(nn.Module):
              fresh: dict[str, torch.Tensor]) -> Any:
         op, target = node["op"], node["target"]
         if op == "placeholder":
+            if isinstance(target, str) and target.startswith("**"):   # forward(self, x, **kw)
+                return dict(kwargs)
+            if isinstance(target, str) and target.startswith("*"):    # forward(self, x, *args)
+                rest = tuple(inputs)
+                inputs.clear()
+                return rest
             if inputs:
                 return inputs.pop(0)
             if target in kwargs:
