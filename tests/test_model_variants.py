@@ -79,6 +79,22 @@ def test_wrong_padding_costs_shapes_not_params(tmp_path):
     assert params["score"] == 3.0           # padding learns nothing
 
 
+@pytest.mark.parametrize("ending, said", [
+    ("F.softmax(self.fc3(x), dim=1)", "it ends in a softmax call"),
+    ("nn.Softmax(dim=1)(self.fc3(x))", "it ends in a softmax call"),   # built in forward
+    ("F.log_softmax(self.fc3(x), dim=1)", None),     # the same loss as the raw scores
+])
+def test_a_softmax_at_the_end_is_named_without_costing_shape_points(tmp_path, ending, said):
+    run = graded(variant(tmp_path, CIFAR, [("return self.fc3(x)", f"return {ending}")]))
+    shapes = run.check("shapes")
+    assert shapes["score"] == 4.0
+    if said is None:
+        assert "probabilities" not in shapes["feedback"]
+    else:
+        assert said in shapes["feedback"]
+        assert "CrossEntropyLoss applies the softmax itself" in shapes["feedback"]
+
+
 def test_wrong_channel_count(tmp_path):
     run = graded(variant(tmp_path, CIFAR, [("nn.Conv2d(3, 6, kernel_size=5)", "nn.Conv2d(3, 8, kernel_size=5)"),
                                            ("nn.Conv2d(6, 16, kernel_size=5)", "nn.Conv2d(8, 16, kernel_size=5)")]))

@@ -19,8 +19,8 @@ from ..records import Event, ProbeRecord
 from ..results import CheckResult, score_fraction, status_for
 from ..spec import (SHAPE_KEEPING, CheckSpec, ExpectedLayer, Spec, expected_shapes,
                     layer_output_shape)
-from .matching import (COMPATIBLE, Alignment, Match, activation_after, after_a_mistake,
-                       differs, match_layers)
+from .matching import (COMPATIBLE, LAYER_CATEGORIES, Alignment, Match, activation_after,
+                       after_a_mistake, differs, match_layers)
 
 HYPER_LETTERS = (("kernel_size", "K"), ("padding", "P"), ("stride", "S"), ("dilation", "D"))
 
@@ -53,7 +53,8 @@ def run(check: CheckSpec, spec: Spec, m: Measurements) -> CheckResult:
         # trained or used, however right its layers are: one unit's worth is lost
         fraction = min(fraction, (units - 1) / units)
     score = score_fraction(check.points, fraction)
-    feedback = "\n".join([_header(rows), *_problems(rows, alignment, crash, output_problem)])
+    feedback = "\n".join([_header(rows), *_problems(rows, alignment, crash, output_problem),
+                          *_softmax_at_the_end(events)])
     output = probe.output
     return CheckResult(check.id, "shapes", score, check.points, status_for(score, check.points),
                        feedback, {"layers": rows, "crash": crash,
@@ -100,6 +101,20 @@ def _problems(rows: list[dict[str, Any]], alignment: Alignment, crash: str | Non
     if output_problem:
         lines.append(output_problem)
     return lines
+
+
+def _softmax_at_the_end(events: list[Event]) -> list[str]:
+    """A note, not a deduction: scores squashed into probabilities before the loss (which
+    applies its own softmax) still train, only slowly, and the accuracy check sees that.
+    A log-softmax is harmless: the loss of log-probabilities is the loss of the scores."""
+    last = next((e for e in reversed(events) if e.category in LAYER_CATEGORIES | {"softmax"}),
+                None)
+    if last is None or last.category != "softmax":
+        return []
+    where = f"{last.path} (a Softmax)" if last.path else "a softmax call"
+    return [f"The forward returns probabilities: it ends in {where}. CrossEntropyLoss "
+            "applies the softmax itself, so the grader trains on scores squashed twice, which "
+            "learns slowly; return the raw scores (logits) of the last Linear."]
 
 
 def _extra_text(e: Event) -> str:

@@ -24,7 +24,8 @@ MODULE_CATEGORIES: tuple[tuple[type, str], ...] = (
     (nn.Sigmoid, "sigmoid"), (nn.GELU, "gelu"), (nn.ELU, "elu"),
     (nn.Sequential, "container"), (nn.ModuleList, "container"), (nn.ModuleDict, "container"),
     (nn.modules.batchnorm._BatchNorm, "norm"), (nn.Dropout, "dropout"),
-    (nn.Dropout2d, "dropout"), (nn.Identity, "identity"),
+    (nn.Dropout2d, "dropout"), (nn.Identity, "identity"), (nn.Softmax, "softmax"),
+    (nn.LogSoftmax, "log_softmax"),
 )
 FUNCTION_CATEGORIES = {
     "conv2d": "conv2d", "conv_transpose2d": "conv_transpose2d", "linear": "linear",
@@ -34,12 +35,14 @@ FUNCTION_CATEGORIES = {
     "sigmoid_": "sigmoid", "gelu": "gelu", "elu": "elu", "elu_": "elu",
     "flatten": "flatten", "view": "flatten", "reshape": "flatten",
     "dropout": "dropout",   # F.dropout: its `training` argument is recorded (issue 14)
+    "softmax": "softmax", "log_softmax": "log_softmax",   # at the end: a note (checks/shapes.py)
 }
 HYPER_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
                "groups", "output_padding", "ceil_mode", "in_features", "out_features")
 # Modules whose insides are PyTorch's business: their own functional calls are not events.
 OPAQUE = {"conv2d", "conv_transpose2d", "linear", "maxpool2d", "avgpool2d", "flatten", "relu",
-          "leaky_relu", "tanh", "sigmoid", "gelu", "elu", "norm", "dropout", "identity"}
+          "leaky_relu", "tanh", "sigmoid", "gelu", "elu", "norm", "dropout", "identity",
+          "softmax", "log_softmax"}
 
 
 def category_of(module: nn.Module) -> str:
