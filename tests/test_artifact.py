@@ -282,6 +282,23 @@ def test_modules_built_inside_a_forward_are_traced_through_unless_they_have_weig
     assert "not installed as a submodule" in run.check("shapes")["feedback"]
 
 
+def test_a_pruned_layer_replays_with_its_mask(tmp_path):
+    """torch.nn.utils.prune (LeNet-5's C3 table as a mask on a full convolution): the replay
+    computes weight = weight_orig * weight_mask at every call, as the student's model does."""
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    model = import_file(CIFAR).Model().eval()
+    mask = (torch.rand(16, 6, 5, 5) > 0.5).float()
+    prune.custom_from_mask(model.conv2, "weight", mask)
+    replayed = round_trip(model, tmp_path / "artifact", CIFAR.parent).eval()
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.equal(model(x), replayed(x))
+    replayed(x).sum().backward()
+    grad = replayed.conv2.weight_orig.grad
+    assert torch.count_nonzero(grad[mask == 0]) == 0 and torch.count_nonzero(grad) > 0
+
+
 def test_a_size_the_forward_was_traced_for_is_checked_when_replayed(tmp_path):
     (tmp_path / "model.py").write_text(CAPTURED_IDIOMS)
     model = import_file(tmp_path / "model.py").Model()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.fx
 from torch import nn
+from torch.nn.utils import prune
 
 from ..protocol import write_json_atomic
 from . import ops
@@ -84,6 +85,10 @@ def _describe(path: str, module: nn.Module) -> tuple[dict[str, Any], dict[str, t
                              "buffers": sorted(buffers), "constants": []}
     if is_library(module):
         entry.update(kind="library", kwargs=_constructor_kwargs(module))
+        pruned = [h._tensor_name for h in vars(module)["_forward_pre_hooks"].values()
+                  if isinstance(h, prune.BasePruningMethod)]
+        if pruned:   # torch.nn.utils.prune: weight = weight_orig * weight_mask at each call
+            entry["pruned"] = pruned
     else:
         entry.update(kind="traced", graph=None)
     return entry, {**params, **buffers}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 from . import ops
 from .artifact import (DTYPES, FORMAT, MANIFEST, MAX_MODULES, MAX_NODES, NAME, PATH, TENSORS,
@@ -148,7 +149,9 @@ def _check_entry(entry: Any) -> None:
             not NAME.match(entry["class"]):
         raise ArtifactError("a module entry of the model description is malformed")
     if not isinstance(entry.get("params"), dict) or not isinstance(entry.get("buffers"), list) \
-            or not isinstance(entry.get("constants", []), list):
+            or not isinstance(entry.get("constants", []), list) or not (
+                isinstance(entry.get("pruned", []), list)
+                and all(isinstance(n, str) for n in entry.get("pruned", []))):
         raise ArtifactError(f"module {entry['path']!r} lists its tensors wrongly")
     for key in ("graph", "train_graph"):
         graph = entry.get(key)
@@ -183,6 +186,7 @@ def _build(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module
             module = library_class(cls_name)(**kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{cls_name} at {path or 'the root'} cannot be built: {exc}") from exc
+        _prune_as_exported(module, entry)
     elif entry.get("kind") == "traced":
         module = type(cls_name, (Replayed,), {})(entry.get("graph"), entry.get("train_graph"),
                                                 str(entry.get("untraced", ""))[:2000],
@@ -193,6 +197,16 @@ def _build(entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module
         raise ArtifactError(f"unknown module kind {str(entry.get('kind'))[:20]!r}")
     _load_own_tensors(module, entry, tensors)
     return module
+
+
+def _prune_as_exported(module: nn.Module, entry: dict[str, Any]) -> None:
+    """A library module the student pruned (torch.nn.utils.prune, e.g. LeNet-5's C3 table
+    as a mask) gets the same pruning hook: its `weight` is `weight_orig * weight_mask` at
+    every call, with both tensors loaded from the export."""
+    for name in entry.get("pruned", []):
+        if name not in vars(module)["_parameters"]:
+            raise ArtifactError(f"{entry['class']} has no parameter {str(name)[:40]!r} to prune")
+        prune.identity(module, name)
 
 
 def _load_own_tensors(module: nn.Module, entry: dict[str, Any],
