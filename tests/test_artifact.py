@@ -255,27 +255,25 @@ def test_item_assignment_in_a_forward_trains_as_the_students_code_does(tmp_path,
     assert torch.equal(model(x), replayed(x))
 
 
-def test_a_forward_with_star_args_replays(tmp_path):
-    (tmp_path / "model.py").write_text(
-        (SOLUTIONS / "cifar10_cnn" / "model.py").read_text()
-        .replace("def forward(self, x):", "def forward(self, x, *args, **kwargs):"))
+def assert_lab_variant_replays_exactly(tmp_path, code: str) -> None:
+    (tmp_path / "model.py").write_text(code)
     torch.manual_seed(0)
     model = import_file(tmp_path / "model.py").Model().eval()
     replayed = round_trip(model, tmp_path / "artifact", tmp_path).eval()
     x = torch.randn(3, 3, 32, 32)
     assert torch.equal(model(x), replayed(x))
+
+
+def test_a_forward_with_star_args_replays(tmp_path):
+    assert_lab_variant_replays_exactly(tmp_path, CIFAR.read_text().replace(
+        "def forward(self, x):", "def forward(self, x, *args, **kwargs):"))
 
 
 def test_modules_built_inside_a_forward_are_traced_through_unless_they_have_weights(tmp_path):
-    lab = (SOLUTIONS / "cifar10_cnn" / "model.py").read_text()
-    (tmp_path / "model.py").write_text(
-        lab.replace("x = F.relu(self.fc1(x))", "x = nn.ReLU()(self.fc1(x))")
-           .replace("x = torch.flatten(x, 1)", "x = nn.Flatten()(x)"))
-    torch.manual_seed(0)
-    model = import_file(tmp_path / "model.py").Model().eval()
-    replayed = round_trip(model, tmp_path / "artifact", tmp_path).eval()
-    x = torch.randn(3, 3, 32, 32)
-    assert torch.equal(model(x), replayed(x))
+    lab = CIFAR.read_text()
+    assert_lab_variant_replays_exactly(tmp_path, lab.replace(
+        "x = F.relu(self.fc1(x))", "x = nn.ReLU()(self.fc1(x))").replace(
+        "x = torch.flatten(x, 1)", "x = nn.Flatten()(x)"))
     (tmp_path / "model.py").write_text(lab.replace("return self.fc3(x)",
                                                    "return nn.Linear(10, 10)(self.fc3(x))"))
     run = grade(tmp_path / "model.py", "-a", "cifar10_cnn", "--only", "shapes", "--format", "json")
