@@ -107,8 +107,8 @@ def _softmax_at_the_end(events: list[Event]) -> list[str]:
     """A note, not a deduction: scores squashed into probabilities before the loss (which
     applies its own softmax) still train, only slowly, and the accuracy check sees that.
     A log-softmax is harmless: the loss of log-probabilities is the loss of the scores."""
-    last = next((e for e in reversed(events) if e.category in LAYER_CATEGORIES | {"softmax"}),
-                None)
+    ends = LAYER_CATEGORIES | {"softmax"}
+    last = next((e for e in reversed(events) if e.category in ends), None)
     if last is None or last.category != "softmax":
         return []
     where = f"{last.path} (a Softmax)" if last.path else "a softmax call"

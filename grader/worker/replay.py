@@ -32,10 +32,10 @@ class Replayed(nn.Module):
     """A module whose forward is a list of exported nodes (one list per mode, if they differ)."""
 
     def __init__(self, nodes: list[dict[str, Any]] | None, train_nodes: list | None = None,
-                 untraced: str = "", constants: frozenset[str] = frozenset()):
+                 untraced: str = "", per_call: frozenset[str] = frozenset()):
         super().__init__()
         self.nodes, self.train_nodes, self.untraced = nodes, train_nodes, untraced
-        self.per_call = constants
+        self.per_call = per_call   # the constants, copied afresh at every call
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         nodes = self.train_nodes if self.training and self.train_nodes else self.nodes
@@ -148,10 +148,10 @@ def _check_entry(entry: Any) -> None:
             not isinstance(entry.get("class"), str) or not PATH.match(entry["path"]) or \
             not NAME.match(entry["class"]):
         raise ArtifactError("a module entry of the model description is malformed")
+    pruned = entry.get("pruned", [])
     if not isinstance(entry.get("params"), dict) or not isinstance(entry.get("buffers"), list) \
-            or not isinstance(entry.get("constants", []), list) or not (
-                isinstance(entry.get("pruned", []), list)
-                and all(isinstance(n, str) for n in entry.get("pruned", []))):
+            or not isinstance(entry.get("constants", []), list) \
+            or not (isinstance(pruned, list) and all(isinstance(n, str) for n in pruned)):
         raise ArtifactError(f"module {entry['path']!r} lists its tensors wrongly")
     for key in ("graph", "train_graph"):
         graph = entry.get(key)
