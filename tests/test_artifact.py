@@ -406,6 +406,10 @@ def test_a_malformed_model_description_is_refused_quickly(tmp_path, manifest, me
       "out_features": 2}, "params": {"weight": True, "bias": True}, "buffers": []},
      "has shape [5, 5], but its arguments make [2, 2]"),
     ({**traced([]), "path": "a;b"}, "is malformed"),
+    ({"path": "", "class": "ReLU", "kind": "library", "kwargs": {}, "params": {},
+      "buffers": [], "pruned": ["__class__"]}, "has no parameter '__class__' to prune"),
+    ({"path": "", "class": "ReLU", "kind": "library", "kwargs": {}, "params": {},
+      "buffers": [], "pruned": [{"$node": "x"}]}, "lists its tensors wrongly"),
 ])
 def test_a_forged_module_tree_is_refused(tmp_path, entry, message):
     tensors = {":weight": np.zeros((5, 5), np.float32), ":bias": np.zeros(2, np.float32)}
