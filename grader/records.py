@@ -142,6 +142,7 @@ class TrainRecord:
     torch: str
     perturbed_predictions: bool = False
     final_train_accuracy: float | None = None   # on training images, after training
+    ensemble: int = 0      # models stepped together with this one (worker/members.py); 0: alone
 
 
 @dataclass(frozen=True)
@@ -365,7 +366,8 @@ def _train(d: dict) -> TrainRecord:
                        torch=_version(d.get("torch", "")),
                        perturbed_predictions=_bool(d.get("perturbed", False), "perturbed"),
                        final_train_accuracy=None if d.get("final_train_accuracy") is None else
-                       _float(d["final_train_accuracy"], "final train accuracy", 0, 1))
+                       _float(d["final_train_accuracy"], "final train accuracy", 0, 1),
+                       ensemble=_int(d.get("ensemble", 0), "ensemble", 0, 4096))
 
 
 def _functions(d: dict) -> FunctionsRecord:

@@ -53,7 +53,8 @@ def run(check: CheckSpec, spec: Spec, m: Measurements, data: PreparedData) -> Ch
                "train_accuracy": train.final_train_accuracy,
                "per_class": dict(zip(data.classes, per_class)), "confusion": confusion,
                "classes": data.classes, "curve": _curve(train),
-               "train_seconds": train.train_seconds, "device": train.device}
+               "train_seconds": train.train_seconds, "device": train.device,
+               "ensemble": train.ensemble}
     feedback = _feedback(acc, bar, credit, train, per_class, data.classes) + "\n" + \
         data_line(data, base.get("warning"))
     if suspicion:

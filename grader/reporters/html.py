@@ -219,6 +219,9 @@ def _dataset_line(details: dict[str, Any]) -> str:
         return ""
     where = f" on {escape(details['device'])}" if details.get("device") else ""
     took = f" in {details['train_seconds']:.0f} s" if details.get("train_seconds") else ""
+    if details.get("ensemble"):
+        took += (f", stepped as one batched ensemble of {details['ensemble']} models (the "
+                 "time is theirs together; the score is this model's alone)")
     return (f"<p class=meta>Trained on {escape(ds['name'])} ({escape(ds['variant'])}: "
             f"{ds['n_train']:,} training and {ds['n_test']:,} test images){where}{took}.</p>")
 

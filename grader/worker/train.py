@@ -26,9 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class TrainingStopped(Exception):
-    """Training cannot go on (non-finite loss, wrong output shape); carries a student-facing reason."""
+from .members import Single, Stacked, TrainingStopped, batchable, check_logits, twin
 
 
 def load_arrays(paths: dict[str, str], device: torch.device) -> dict[str, torch.Tensor]:
@@ -100,9 +98,8 @@ def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
     return xp.gather(3, cols)
 
 
-def make_optimizer(model: nn.Module, recipe: dict[str, Any], steps_per_epoch: int):
+def make_optimizer(params: list[torch.Tensor], recipe: dict[str, Any], steps_per_epoch: int):
     opt = recipe["optimizer"]
-    params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TrainingStopped("the model has no trainable parameters")
     wd = float(opt.get("weight_decay", 0.0))
@@ -147,33 +144,105 @@ class Schedule:
 
 def train_and_predict(model: nn.Module, recipe: dict[str, Any], data: dict[str, torch.Tensor],
                       seed: int, num_classes: int,
-                      progress: Callable[[dict], None] = lambda _: None) -> dict[str, Any]:
-    """Train for the recipe's epochs; returns the curve and the test predictions (numpy)."""
+                      progress: Callable[[dict], None] = lambda _: None,
+                      ensembles: bool = False) -> dict[str, Any]:
+    """Train one model for the recipe's epochs; returns the curve and the test predictions
+    (numpy). With `ensembles`, a model that can be stacked trains with a twin
+    (grader/worker/members.py), exactly as it would in any ensemble."""
+    outcome = train_together([model], recipe, data, seed, num_classes, [progress], ensembles)[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def train_together(models: list[nn.Module], recipe: dict[str, Any],
+                   data: dict[str, torch.Tensor], seed: int, num_classes: int,
+                   progress: list[Callable[[dict], None]], ensembles: bool = False
+                   ) -> list[dict[str, Any] | Exception]:
+    """Train models that share one program, recipe and seed; each one's outcome (a result,
+    or the exception that stopped it) as if it had been trained alone.
+
+    Without `ensembles` each is trained as itself, one after the other. With them,
+    those that can be stacked are trained as one ensemble; should that ensemble fail
+    as a whole, each is trained again alone, so one model's failure is its own.
+    """
     make_deterministic()
     device = data["train_x"].device
-    model.to(device)
+    models = [m.to(device) for m in models]
     pipe = DevicePipeline(recipe, int(data["train_x"].shape[1]), device)
+    outcomes: list[dict[str, Any] | Exception | None] = [None] * len(models)
+    stacked = []
+    if ensembles:
+        sample = pipe(data["train_x"][:2], None)
+        stacked = [k for k, m in enumerate(models) if batchable(m, sample, num_classes)]
+    if len(stacked) > 1:
+        group = _attempt(lambda: _train(Stacked([models[k] for k in stacked]), pipe, recipe,
+                                        data, seed, num_classes, [progress[k] for k in stacked]))
+        if not isinstance(group, Exception):
+            for k, one in zip(stacked, group):
+                outcomes[k] = one
+    for k, model in enumerate(models):
+        if outcomes[k] is None:
+            members = Stacked(twin(model)) if k in stacked else Single(model)
+            one = _attempt(lambda: _train(members, pipe, recipe, data, seed, num_classes,
+                                          [progress[k]]))
+            outcomes[k] = one if isinstance(one, Exception) else one[0]
+    return outcomes
+
+
+def _attempt(train: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]] | Exception:
+    """A training run, or what stopped it: out of memory is the caller's (a fresh worker
+    may get further), every other exception is this run's outcome."""
+    try:
+        return train()
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the forward is the student's program
+        return exc
+
+
+def _train(members: Single | Stacked, pipe: DevicePipeline, recipe: dict[str, Any],
+           data: dict[str, torch.Tensor], seed: int, num_classes: int,
+           progress: list[Callable[[dict], None]]) -> list[dict[str, Any]]:
+    """The training loop proper, over every member at once; a result for each of the first
+    `len(progress)` members (a twin's copy is stepped, never looked at)."""
+    torch.manual_seed(seed)
+    wanted = range(len(progress))
     bs = int(recipe["batch_size"])
-    optimizer, schedule = make_optimizer(model, recipe, (data["train_x"].shape[0] + bs - 1) // bs)
+    optimizer, schedule = make_optimizer(members.parameters(), recipe,
+                                         (data["train_x"].shape[0] + bs - 1) // bs)
     gen = torch.Generator().manual_seed(seed)
-    curve: list[dict[str, float]] = []
-    stopped = None
+    curves: list[list[dict[str, float]]] = [[] for _ in wanted]
+    stopped: list[str | None] = [None for _ in wanted]
+    final: dict[int, dict[str, torch.Tensor]] = {}    # the weights of members that stopped
     start = time.perf_counter()
     for epoch in range(int(recipe["epochs"])):
-        point, bad = train_epoch(model, pipe, optimizer, schedule, data, gen, recipe, num_classes)
+        points, bad = train_epoch(members, pipe, optimizer, schedule, data, gen, recipe,
+                                  num_classes)
         schedule.after_epoch()
-        if point is not None:
-            curve.append({"epoch": epoch + 1, **point})
-            progress(curve[-1])
-        if bad is not None:
-            stopped = f"the loss became {bad[1]} at epoch {epoch + 1}, step {bad[0]}"
+        for k in (k for k in wanted if stopped[k] is None):
+            if points[k] is not None:
+                curves[k].append({"epoch": epoch + 1, **points[k]})
+                progress[k](curves[k][-1])
+            if bad[k] is not None:
+                stopped[k] = f"the loss became {bad[k][1]} at epoch {epoch + 1}, step {bad[k][0]}"
+                final[k] = members.snapshot()
+        if all(stopped):
             break
     train_s = time.perf_counter() - start
-    predictions = np.stack([predict(model, pipe, x, num_classes)
-                            for x in (data["test_x"], shifted(data["test_x"]))])
-    return {"curve": curve, "stopped": stopped, "train_seconds": round(train_s, 3),
-            "predictions": predictions, "device": str(device), "perturbed": True,
-            "final_train_accuracy": final_train_accuracy(model, pipe, data, num_classes)}
+    for k, state in final.items():
+        members.restore(k, state)
+    results = []
+    for k, model in zip(wanted, members.models()):
+        predictions = np.stack([predict(model, pipe, x, num_classes)
+                                for x in (data["test_x"], shifted(data["test_x"]))])
+        results.append({"curve": curves[k], "stopped": stopped[k],
+                        "train_seconds": round(train_s, 3), "predictions": predictions,
+                        "device": str(data["train_x"].device), "perturbed": True,
+                        "ensemble": members.count if isinstance(members, Stacked) else 0,
+                        "final_train_accuracy": final_train_accuracy(model, pipe, data,
+                                                                     num_classes)})
+    return results
 
 
 def final_train_accuracy(model: nn.Module, pipe: DevicePipeline, data: dict[str, torch.Tensor],
@@ -202,50 +271,51 @@ def shifted(images: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def train_epoch(model: nn.Module, pipe: DevicePipeline, optimizer, schedule: Schedule,
-                data: dict[str, torch.Tensor],
-                gen: torch.Generator, recipe: dict[str, Any], num_classes: int
-                ) -> tuple[dict[str, float] | None, tuple[int, float] | None]:
-    """One pass in seeded random order; returns the curve point and the first bad (step, loss).
+def train_epoch(members: Single | Stacked, pipe: DevicePipeline, optimizer, schedule: Schedule,
+                data: dict[str, torch.Tensor], gen: torch.Generator, recipe: dict[str, Any],
+                num_classes: int) -> tuple[list[dict[str, float] | None],
+                                           list[tuple[int, float] | None]]:
+    """One pass in seeded random order; per member, its curve point and first bad (step, loss).
 
-    Losses are checked once, at the end: if one was not finite, the weights go
-    back to where the epoch started (the last ones known to be finite), and the
-    curve point covers the steps before the bad one.
+    Losses are checked once, at the end: a member whose loss was not finite goes
+    back to the weights it had when the epoch started (the last ones known to be
+    finite), and its curve point covers the steps before the bad one. Each
+    member's loss is its own scalar, as it would be alone; their sum has a
+    gradient of exactly 1 for each, so no member's step depends on another's.
     """
-    model.train()
+    members.train(True)
     device = data["train_x"].device
     n, bs = data["train_x"].shape[0], int(recipe["batch_size"])
-    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    start_state = members.snapshot()
     order = torch.randperm(n, generator=gen).to(device)
     steps = (n + bs - 1) // bs
-    losses = torch.zeros(steps, device=device)
-    hits = torch.zeros(steps, device=device)
+    losses = torch.zeros(steps, members.count, device=device)
+    hits = torch.zeros(steps, members.count, device=device)
     sizes = torch.tensor([min(bs, n - i) for i in range(0, n, bs)], dtype=torch.float32)
     for step in range(steps):
         idx = order[step * bs:(step + 1) * bs]
         x, y = pipe(data["train_x"][idx], gen), data["train_y"][idx]
-        logits = model(x)
-        _check_logits(logits, x.shape[0], num_classes)
-        loss = F.cross_entropy(logits, y)
+        logits = members.forward(x, num_classes)
+        loss = torch.stack([F.cross_entropy(member, y) for member in logits])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         optimizer.step()
         schedule.after_step()
         losses[step] = loss.detach()
-        hits[step] = (logits.detach().argmax(1) == y).sum()
+        hits[step] = (logits.detach().argmax(2) == y).sum(1)
     losses, hits = losses.cpu(), hits.cpu()
-    bad = (~torch.isfinite(losses)).nonzero()
-    good = int(bad[0]) if len(bad) else steps
-    bad = None
-    if good < steps:
-        model.load_state_dict(start_state)
-        bad = (good + 1, losses[good].item())
-    if good == 0:
-        return None, bad
-    seen = float(sizes[:good].sum())
-    point = {"loss": float((losses[:good] * sizes[:good]).sum()) / seen,
-             "train_accuracy": float(hits[:good].sum()) / seen}
-    return point, bad
+    points, bads = [], []
+    for k in range(members.count):
+        bad = (~torch.isfinite(losses[:, k])).nonzero()
+        good = int(bad[0]) if len(bad) else steps
+        if good < steps:
+            members.restore(k, start_state)
+        bads.append((good + 1, losses[good, k].item()) if good < steps else None)
+        seen = float(sizes[:good].sum())
+        points.append(None if good == 0 else
+                      {"loss": float((losses[:good, k] * sizes[:good]).sum()) / seen,
+                       "train_accuracy": float(hits[:good, k].sum()) / seen})
+    return points, bads
 
 
 @torch.no_grad()
@@ -255,15 +325,6 @@ def predict(model: nn.Module, pipe: DevicePipeline, x_test: torch.Tensor, num_cl
     out = []
     for i in range(0, x_test.shape[0], batch):
         logits = model(pipe(x_test[i:i + batch], None))
-        _check_logits(logits, min(batch, x_test.shape[0] - i), num_classes)
+        check_logits(logits, min(batch, x_test.shape[0] - i), num_classes)
         out.append(logits.argmax(1).to("cpu", torch.int64))
     return torch.cat(out).numpy()
-
-
-def _check_logits(logits: Any, batch: int, num_classes: int) -> None:
-    if not isinstance(logits, torch.Tensor):
-        raise TrainingStopped(f"forward returned {type(logits).__name__}, not a tensor of scores")
-    if tuple(logits.shape) != (batch, num_classes):
-        raise TrainingStopped(f"forward returned shape {tuple(logits.shape)}; the loss needs "
-                              f"({batch}, {num_classes}): one score per class for each image")
-

@@ -1,0 +1,201 @@
+"""Batched ensembles (grader/worker/members.py): stepping several models as one never
+changes a grade.
+
+A model graded alone on the batched path trains with a twin; these tests check that a
+member of any ensemble ends bitwise where it ends alone (curve, predictions, accuracy on
+training images), that a member that diverges or fails stops alone, that models which
+cannot be stacked train as themselves, and that `grade batch --ensembles always` gives
+every student the result `grade` gives them alone.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune
+
+from conftest import SOLUTION, grade, tiny_assignment
+from grader.worker import members as members_mod
+from grader.worker.train import train_and_predict, train_together
+
+RECIPE = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "lr": 0.01},
+          "scheduler": None, "mean": [0.5], "std": [0.25], "pad": 0, "hflip": True,
+          "crop_padding": 2}
+
+
+class Net(nn.Module):
+    """Batch norm (buffers updated in place) and dropout (random masks): the state and the
+    randomness a stacked step must keep apart per member."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.2)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.flatten(F.relu(self.norm(self.conv(x))), 1)))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def dataset(n: int = 96) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    for i, k in enumerate(y.tolist()):
+        x[i, :, 2 * k:2 * k + 2] += 180
+    return {"train_x": x, "train_y": y, "test_x": x[:32].clone()}
+
+
+def alone(model: nn.Module, **kw) -> dict:
+    return train_and_predict(model, RECIPE, dataset(), 0, 3, ensembles=True, **kw)
+
+
+def together(models: list[nn.Module]) -> list:
+    return train_together(models, RECIPE, dataset(), 0, 3, [lambda _: None] * len(models),
+                          ensembles=True)
+
+
+def same_run(a: dict, b: dict) -> bool:
+    return (a["curve"] == b["curve"] and a["stopped"] == b["stopped"]
+            and np.array_equal(a["predictions"], b["predictions"])
+            and a["final_train_accuracy"] == b["final_train_accuracy"])
+
+
+def test_a_member_ends_bitwise_where_it_ends_alone_whoever_else_is_in_the_ensemble():
+    lone = alone(Net(3))
+    assert lone["ensemble"] == 2          # alone on the batched path: with its twin
+    for company, position in (([3, 5], 0), ([5, 0, 3, 1], 2), ([0, 3, 0, 4, 2, 1, 5, 6], 1)):
+        outcome = together([Net(seed) for seed in company])[position]
+        assert outcome["ensemble"] == len(company)
+        assert same_run(outcome, lone), company
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_a_member_ends_bitwise_where_it_ends_alone():
+    """Deterministic kernels: cuDNN must not pick another algorithm for another ensemble size."""
+    data = {k: v.cuda() for k, v in dataset().items()}
+    lone = train_and_predict(Net(3), RECIPE, data, 0, 3, ensembles=True)
+    for company, position in (([3, 5], 0), ([5, 0, 3, 1, 2, 4, 6, 7, 8, 9, 10, 11], 2)):
+        outcome = train_together([Net(seed) for seed in company], RECIPE, data, 0, 3,
+                                 [lambda _: None] * len(company), ensembles=True)[position]
+        assert same_run(outcome, lone), company
+
+
+def test_the_batched_path_is_not_the_plain_one():
+    """Why a lone model needs its twin: stepped unbatched, the same model ends elsewhere in
+    the last bits, so the path must not depend on the company."""
+    plain = train_and_predict(Net(3), RECIPE, dataset(), 0, 3)
+    assert plain["ensemble"] == 0
+    assert plain["curve"] != alone(Net(3))["curve"]
+
+
+class Diverges(Net):
+    def __init__(self, seed: int):
+        super().__init__(seed)
+        with torch.no_grad():
+            self.fc.bias.fill_(float("nan"))
+
+
+def test_a_member_whose_loss_is_not_finite_stops_alone_and_the_others_go_on():
+    outcomes = together([Net(1), Diverges(2), Net(4)])
+    assert outcomes[1]["stopped"] == alone(Diverges(2))["stopped"] == \
+        "the loss became nan at epoch 1, step 1"
+    assert outcomes[1]["curve"] == []
+    assert same_run(outcomes[0], alone(Net(1))) and same_run(outcomes[2], alone(Net(4)))
+    assert len(outcomes[2]["curve"]) == RECIPE["epochs"]
+
+
+def test_a_model_that_cannot_be_stacked_trains_as_itself_in_any_company():
+    pruned = Net(2)
+    prune.custom_from_mask(pruned.conv, "weight", torch.ones_like(pruned.conv.weight))
+    outcomes = together([Net(1), pruned, Net(4)])
+    assert [o["ensemble"] for o in outcomes] == [2, 0, 2]
+    plain = Net(2)
+    prune.custom_from_mask(plain.conv, "weight", torch.ones_like(plain.conv.weight))
+    assert same_run(outcomes[1], train_and_predict(plain, RECIPE, dataset(), 0, 3))
+    assert same_run(outcomes[0], alone(Net(1)))
+
+
+def test_an_ensemble_that_fails_as_a_whole_gives_each_member_its_own_run(monkeypatch):
+    """A failure that only a group meets (here: any ensemble of more than two) must not be
+    anyone's grade: each member is trained again on its own, as it would be alone."""
+    forward = members_mod.Stacked.forward
+
+    def only_twins(self, x, num_classes):
+        if self.count > 2:
+            raise RuntimeError("an ensemble this size cannot step")
+        return forward(self, x, num_classes)
+    monkeypatch.setattr(members_mod.Stacked, "forward", only_twins)
+    outcomes = together([Net(1), Net(2), Net(3)])
+    assert all(o["ensemble"] == 2 for o in outcomes)
+    assert same_run(outcomes[1], alone(Net(2)))
+
+
+def test_models_share_a_signature_when_only_their_weights_and_source_lines_differ(tmp_path):
+    from grader.worker.export import export_model
+    from grader.worker.replay import load_model
+
+    def exported(name: str, model: nn.Module, frames: bool = True):
+        folder = tmp_path / name
+        export_model(model, folder, tmp_path, torch.randn(2, 1, 8, 8))
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if not frames:
+            for entry in manifest["modules"]:
+                for node in entry.get("graph") or []:
+                    node["frames"] = []
+            (folder / "manifest.json").write_text(json.dumps(manifest))
+        return members_mod.signature(folder, load_model(folder))
+    wider = Net(0)
+    wider.fc = nn.Linear(4 * 8 * 8, 5)
+    assert exported("a", Net(0)) == exported("b", Net(7)) == exported("c", Net(7), frames=False)
+    assert exported("d", wider) != exported("e", Net(0))
+
+
+# ------------------------------------------------------------- the whole grader, on the CLI
+
+def comparable(result: dict) -> dict:
+    """What must agree however a submission was graded (not its timing, nor its company)."""
+    result.pop("duration_s")
+    for check in result["checks"]:
+        check["details"].pop("train_seconds", None)
+        check["details"].pop("ensemble", None)
+    return result
+
+
+@pytest.mark.slow
+def test_a_batch_of_ensembles_grades_every_student_as_grade_does_alone(tmp_path):
+    assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=2, batch_size=32,
+                                 optimizer={"name": "adam", "lr": 0.003})
+    lab = SOLUTION.read_text()
+    seeded = lab.replace("super().__init__()", "super().__init__()\n        torch.manual_seed(7)")
+    wider = lab.replace("nn.Linear(120, 84)", "nn.Linear(120, 90)").replace(
+        "nn.Linear(84, 10)", "nn.Linear(90, 10)")
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, text in {"ann": lab, "bob": seeded, "cat": wider, "dan": lab,
+                       "eve": "class Model(:\n"}.items():
+        (subs / f"{name}.py").write_text(text)
+    common = ("--assignment", str(assignment), "--device", "cpu", "--ensembles", "always")
+    run = grade("batch", subs, "--out", tmp_path / "out", "--jobs", "1", *common, timeout=900)
+    assert run.code == 0, run.err
+    for student, stepped_with in (("ann", 3), ("bob", 3), ("cat", 2), ("dan", 3)):
+        graded = json.loads((tmp_path / "out" / student / "result.json").read_text())
+        assert graded["checks"][-1]["details"]["ensemble"] == stepped_with, student
+        single = grade(subs / f"{student}.py", "--format", "json", *common, timeout=900)
+        assert single.json()["checks"][-1]["details"]["ensemble"] == 2
+        assert comparable(graded) == comparable(single.json()), student
+    assert "alone in a fresh worker" not in run.err
