@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -162,9 +163,20 @@ def grade_one(submission: Path, spec_path: Path, options, out_dir: Path) -> Outc
 
 def grade_chunk(submissions: list[Path], spec_path: Path, options, out_dir: Path
                 ) -> list[Outcome]:
-    """grade_one for each of several submissions in one process (one cluster task), so that
-    its warm workers serve them all."""
-    return [grade_one(submission, spec_path, options, out_dir) for submission in submissions]
+    """grade_one for each of several submissions in one process (a local slot or a cluster
+    task), so that its warm workers serve them all. Where their models may train as
+    ensembles, several are graded side by side, so that their models meet in the
+    trainer (grader/warm.py, Gathering)."""
+    from . import warm
+
+    width = min(warm.side_by_side(options), len(submissions))
+    if width < 2:
+        return [grade_one(submission, spec_path, options, out_dir) for submission in submissions]
+    with warm.gathering(options) as meeting, ThreadPoolExecutor(width) as pool:
+        def one(submission: Path) -> Outcome:
+            with meeting.submission():
+                return grade_one(submission, spec_path, options, out_dir)
+        return list(pool.map(one, submissions))
 
 
 def outcome_on_disk(submission: Path, spec_path: Path, options, out_dir: Path, why: str

@@ -118,6 +118,13 @@ def grading_options(command):
                      help="fresh: new sandboxed processes for every submission (default of "
                      "`grade PATH`); warm: a fork server for the code and a trainer that stay "
                      "up between submissions (default of `grade batch`). Same grade either way."),
+        click.option("--ensembles", type=click.Choice(["auto", "always", "never"]),
+                     default="auto", show_default=True,
+                     help="auto: on a GPU, models sharing one program train as one batched "
+                     "ensemble (a lone one with a copy of itself); always: on a CPU too "
+                     "(faster for a class, twice the work for one submission); never: one "
+                     "model at a time. Scores agree between runs with the same setting on "
+                     "the same kind of device."),
     ]
     command = sandbox_options(command)
     for option in reversed(options):
@@ -134,14 +141,15 @@ def grading_options(command):
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @grading_options
 def grade_submission(path, assignment, fmt, out, device, data_dir, only, seed, timeout, workers,
-                     limits, sandbox) -> None:
+                     ensembles, limits, sandbox) -> None:
     """Grade PATH (a .py file, an .ipynb notebook, or a folder holding one)."""
     from . import reporters
     from .runner import Options, grade
     from .spec import find_spec, load_spec
 
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
-                   timeout_s=timeout, limits=limits, sandbox=sandbox, workers=workers or "fresh")
+                   timeout_s=timeout, limits=limits, sandbox=sandbox, workers=workers or "fresh",
+                   ensembles=ensembles)
     spec = _guard(lambda: load_spec(find_spec(path, assignment, course_roots())))
     with training_display(spec.name, _trains(spec, opts.only)) as on_epoch:
         result = _guard(lambda: grade(path, spec, opts, on_epoch=on_epoch))
@@ -206,7 +214,7 @@ def course_build(names: tuple[str, ...], root: Path) -> None:
 @click.option("--partition", help="Slurm partition for --executor submitit.")
 @grading_options
 def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, device, data_dir,
-                only, seed, timeout, workers, limits, sandbox) -> None:
+                only, seed, timeout, workers, ensembles, limits, sandbox) -> None:
     """Grade each entry of SUBMISSIONS (a folder or a file per student) into OUT.
 
     A rerun skips students whose code and grading settings did not change, so an
@@ -223,7 +231,8 @@ def grade_batch(submissions, assignment, out, jobs, gpus, executor, partition, d
     spec = _guard(lambda: load_spec(spec_path))
     entries = _guard(lambda: discover(submissions))
     opts = Options(device=device, seed=seed, data_dir=data_dir, only=parse_only(only),
-                   timeout_s=timeout, limits=limits, sandbox=sandbox, workers=workers or "warm")
+                   timeout_s=timeout, limits=limits, sandbox=sandbox, workers=workers or "warm",
+                   ensembles=ensembles)
     slots = jobs or os.cpu_count() or 1
     limit = timeout or spec.timeout_s
     runner = _guard(lambda: make_executor(executor, slots, gpus, out.resolve(), limit,

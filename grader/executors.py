@@ -1,10 +1,10 @@
 """Where per-submission jobs run: a local pool of warm grading processes, or Slurm.
 
-Both executors run the same job, `batch.grade_one`, and yield its outcomes as
-they finish. Each job starts a fresh worker process for the student's code
-(runner -> process.run_worker); what is kept warm is the grading process
-around it, so the grader's own imports are paid once per slot, not once per
-student.
+Both executors run the same job, `batch.grade_chunk` (`grade_one` for each of a
+few submissions), and yield its outcomes as they finish. Each submission gets a
+fresh worker process for its code (runner -> process.run_worker, or a child of
+the fork server); what is kept warm is the grading process around it, so the
+grader's own imports are paid once per slot, not once per student.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .batch import Outcome, grade_chunk, grade_one, outcome_on_disk, student_name
+from .batch import Outcome, grade_chunk, outcome_on_disk, student_name
 
 
 def _lost(job: tuple, why: str) -> Outcome:
@@ -40,20 +40,23 @@ class LocalPool:
         self.gpus = gpus or []
 
     def run(self, warm_up: Callable, warm_args: tuple, jobs: list[tuple]) -> Iterator[Outcome]:
-        pending = list(jobs)
+        """Each job's outcome as it is done. A slot takes one job at a time, or a chunk it
+        grades side by side where models may train as ensembles (warm.side_by_side: the
+        jobs of a batch share their options)."""
+        pending = _chunks(jobs, self.jobs)
         for attempt in range(2):
             if not pending:
                 return
             with self._pool(min(self.jobs, len(pending))) as pool:
                 pool.submit(warm_up, *warm_args).result()
-                futures = {pool.submit(_slot_job, *job): job for job in pending}
+                futures = {pool.submit(_slot_chunk, chunk): chunk for chunk in pending}
                 pending = []
                 for future in as_completed(futures):
-                    outcome = _outcome(future, futures[future], retry=attempt == 0)
-                    if outcome is None:
+                    outcomes = _outcomes(future, futures[future], retry=attempt == 0)
+                    if outcomes is None:
                         pending.append(futures[future])
                     else:
-                        yield outcome
+                        yield from outcomes
 
     def _pool(self, size: int) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
@@ -65,23 +68,36 @@ class LocalPool:
                                    initargs=(gpu_queue, threads, os.getpid()))
 
 
-def _outcome(future: Future, job: tuple, retry: bool) -> Outcome | None:
-    """The job's outcome; None when its grading process died and it should run again."""
+def _chunks(jobs: list[tuple], slots: int) -> list[list[tuple]]:
+    """The jobs in chunks of what one slot grades side by side (one job each, mostly)."""
+    from .warm import side_by_side
+
+    if not jobs:
+        return []
+    size = max(1, min(side_by_side(jobs[0][2]), -(-len(jobs) // slots)))
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+
+
+def _outcomes(future: Future, chunk: list[tuple], retry: bool) -> list[Outcome] | None:
+    """The chunk's outcomes; None when its grading process died and it should run again
+    (its students graded by then are skipped by their keys)."""
     try:
         return future.result()
     except BrokenProcessPool:
-        return None if retry else _lost(job, "the grading process died twice on this submission")
+        return None if retry else [_lost(job, "the grading process died twice on this "
+                                              "submission") for job in chunk]
 
 
-def _slot_job(*job) -> Outcome:
-    """grade_one inside a pool process, which leaves as soon as the batch is gone.
+def _slot_chunk(chunk: list[tuple]) -> list[Outcome]:
+    """grade_chunk inside a pool process, which leaves as soon as the batch is gone.
 
     SystemExit here comes from the parent-death signal (see _exit_with_parent):
     unwinding has already killed the student's process; the pool would catch the
     exception and wait for work forever, so leave now.
     """
+    spec_path, options, out_dir = chunk[0][1:]
     try:
-        return grade_one(*job)
+        return grade_chunk([job[0] for job in chunk], spec_path, options, out_dir)
     except SystemExit:
         os._exit(1)
 

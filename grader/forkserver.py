@@ -16,6 +16,7 @@ cannot start, grader/warm.py falls back to fresh workers.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -52,7 +53,7 @@ class ForkServer:
         self.log = tempfile.TemporaryFile()
         self.lock = threading.Lock()
         self.replies = Replies()
-        self.jobs = 0
+        self.jobs = itertools.count(1)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = [sys.executable, "-m", "grader.worker.forkserver"]
         if plan.bwrap:
@@ -85,8 +86,7 @@ class ForkServer:
         raise ServerLost("the fork server cannot be found among its sandbox's processes")
 
     def new_job(self) -> Path:
-        self.jobs += 1
-        job = self.spool / f"job-{self.jobs}"
+        job = self.spool / f"job-{next(self.jobs)}"   # count's next() is atomic: threads share it
         job.mkdir()
         return job
 
@@ -153,7 +153,7 @@ class ForkServer:
         root = self._host_pid(int(forked["forked"]))
         if root is None:
             return None   # gone already; its status follows
-        watch = Watch(job / protocol.OUT_DIR, self.limits, cgroup,
+        watch = Watch((job / protocol.OUT_DIR,), self.limits, cgroup,
                       sandbox.scratch_folders(job) if self.isolated else ())
         tree = Tree(root, watch, running=lambda: not self.replies.closed and
                     not self.replies.has("exited"), owned=False)

@@ -121,6 +121,7 @@ def _submission_request(job: Path, source: Source, spec: Spec, stages: list[str]
 def _training_request(spec: Spec, opts: Options, data: PreparedData) -> dict:
     t = spec.training
     return {"data": data.worker_files, "num_classes": data.num_classes, "device": opts.device,
+            "ensembles": opts.ensembles,
             "training": {"epochs": t.epochs, "batch_size": t.batch_size,
                          "optimizer": t.optimizer, "scheduler": t.scheduler,
                          "mean": list(t.mean), "std": list(t.std), "pad": t.pad,

@@ -111,7 +111,7 @@ def run_worker(job: Path, timeout_s: float, limits: Limits = Limits(),
     if plan.bwrap:
         worker = sandbox.command(plan.bwrap, job, request, limits, worker)
     cgroup = WorkerCgroup.create(limits)
-    watch = Watch(job / protocol.OUT_DIR, limits, cgroup,
+    watch = Watch((job / protocol.OUT_DIR,), limits, cgroup,
                   sandbox.scratch_folders(job) if plan.bwrap else ())
     try:
         stopped, code = _run(worker, job, timeout_s, watch, gate, worker_env(job, gpu))
@@ -127,13 +127,15 @@ class Watch:
     """What the watchdog looks at for one worker (or one job of a warm one): the limits, the
     result folder, the private scratch folders, and the kernel cgroup beside it."""
 
-    def __init__(self, out: Path | None, limits: Limits, cgroup: WorkerCgroup | None,
+    def __init__(self, outs: tuple[Path, ...], limits: Limits, cgroup: WorkerCgroup | None,
                  scratch: tuple[str, ...]):
-        self.out, self.limits, self.cgroup, self.scratch = out, limits, cgroup, scratch
+        self.outs, self.limits, self.cgroup, self.scratch = outs, limits, cgroup, scratch
 
     def violation(self, tree: dict[int, Proc]) -> str | None:
+        """Why the worker must stop now, if it must; each result folder (one per job of a
+        warm worker's group) is held to the output limit on its own."""
         memory_cgroup = self.cgroup is not None and self.cgroup.limits_memory
-        out_bytes = folder_bytes(self.out) if self.out is not None else 0
+        out_bytes = max((folder_bytes(out) for out in self.outs), default=0)
         return violation(tree, out_bytes, self.limits, count_memfds=not memory_cgroup,
                          scratch=scratch_files(tree, self.scratch) if self.scratch else 0)
 

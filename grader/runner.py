@@ -33,6 +33,8 @@ class Options:
     limits: Limits = field(default_factory=Limits)
     sandbox: str = "auto"           # auto | on | off (grader/sandbox.py)
     workers: str = "fresh"          # fresh | warm (grader/warm.py); the same grade either way
+    ensembles: str = "auto"         # auto (on a GPU) | always | never: batched training
+                                    # (worker/members.py); part of a grade's settings
 
 
 def selected_checks(spec: Spec, only: frozenset[str] | None) -> list[CheckSpec]:

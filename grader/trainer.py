@@ -49,6 +49,7 @@ class Trainer:
         self.limits = limits
         self.spool = Path(tempfile.mkdtemp(prefix="grade-trainer-"))
         self.jobs = 0
+        self.current: list[Path] = []
         cmd = [sys.executable, "-m", "grader.worker.serve"]
         if plan.bwrap:
             mounts = [sandbox.Mount(str(self.spool), writable=True),
@@ -63,44 +64,59 @@ class Trainer:
         self.replies = Replies()
         self.output = Capture(limits.output_bytes // 2)
         self.pump = Pump({self.proc.stdout: self.replies, self.proc.stderr: self.output})
-        self.watch = Watch(None, limits, self.cgroup,
+        self.watch = Watch((), limits, self.cgroup,
                            ("/tmp", "/dev/shm") if plan.bwrap else ())
         self.tree = Tree(self.proc.pid, self.watch, running=lambda: running(self.proc))
         self.ready = False
         self.lost = False
 
-    def new_job(self) -> Path:
-        """A folder for the next job; the last one's goes (its results were read by now)."""
-        shutil.rmtree(self.spool / f"job-{self.jobs}", ignore_errors=True)
-        self.jobs += 1
-        job = self.spool / f"job-{self.jobs}"
-        job.mkdir()
-        return job
+    def new_jobs(self, count: int) -> list[Path]:
+        """Folders for the next group of jobs; the last group's go (their results were read
+        by now)."""
+        for job in self.current:
+            shutil.rmtree(job, ignore_errors=True)
+        self.current = []
+        for _ in range(count):
+            self.jobs += 1
+            self.current.append(self.spool / f"job-{self.jobs}")
+            self.current[-1].mkdir()
+        return self.current
 
-    def run(self, job: Path, timeout_s: float) -> Outcome:
-        """Measure the job's request (already in job/request.json) in this trainer."""
-        for folder in (protocol.OUT_DIR, "tmp"):
-            (job / folder).mkdir(exist_ok=True)
+    def run(self, jobs: list[Path], timeout_s: float) -> list[Outcome]:
+        """Measure the jobs' requests (already in each job/request.json) in this trainer, the
+        models of those that train together where they can (grader/worker/serve.py);
+        `timeout_s` is each job's, so the group has their sum."""
+        for job in jobs:
+            for folder in (protocol.OUT_DIR, "tmp"):
+                (job / folder).mkdir(exist_ok=True)
         self.output = self.pump.sinks[self.proc.stderr] = Capture(self.limits.output_bytes // 2)
         try:
             if not self._start():
-                return self._lose(job, "the grader's trainer did not start")
-            self.watch.out = job / protocol.OUT_DIR
-            self.proc.stdin.write(json.dumps({"job": str(job)}).encode() + b"\n")
+                return self._lose(jobs, "the grader's trainer did not start")
+            self.watch.outs = tuple(job / protocol.OUT_DIR for job in jobs)
+            self.proc.stdin.write(json.dumps({"jobs": [str(job) for job in jobs]}).encode() +
+                                  b"\n")
             self.proc.stdin.flush()
+            limit = timeout_s * len(jobs)
             started = time.monotonic()
-            stopped = self.tree.supervise(self.pump, timeout_s, lambda: started + timeout_s,
-                                          until=lambda: self.replies.has("job") or
-                                          self.replies.closed)
-            reply = self.replies.take("job")
-            if stopped or reply is None or reply.get("job") != str(job):
-                return self._lose(job, stopped)
-            return Outcome(None, retry=bool(reply.get("retry")))
+            stopped = self.tree.supervise(
+                self.pump, limit, lambda: started + limit,
+                until=lambda: self._answered() >= len(jobs) or self.replies.closed)
+            replies = {}
+            while (reply := self.replies.take("job")) is not None:
+                replies[reply.get("job")] = reply
+            if stopped or set(replies) != {str(job) for job in jobs}:
+                return self._lose(jobs, stopped)
+            return [Outcome(None, retry=bool(replies[str(job)].get("retry"))) for job in jobs]
         except OSError as exc:    # its stdin closed: it is gone
-            return self._lose(job, f"the grader's trainer stopped ({exc})")
+            return self._lose(jobs, f"the grader's trainer stopped ({exc})")
         finally:
-            (job / protocol.STDERR).write_bytes(self.output.content())
-            (job / protocol.STDOUT).write_bytes(b"")
+            for job in jobs:      # one trainer's diagnostics: every job of the group reads them
+                (job / protocol.STDERR).write_bytes(self.output.content())
+                (job / protocol.STDOUT).write_bytes(b"")
+
+    def _answered(self) -> int:
+        return sum("job" in message for message in self.replies.messages)
 
     def _start(self) -> bool:
         """Wait, once, until the trainer has imported what it needs."""
@@ -111,14 +127,14 @@ class Trainer:
             self.ready = self.replies.take("ready") is not None
         return self.ready
 
-    def _lose(self, job: Path, stopped: str | None) -> Outcome:
-        """The trainer cannot go on: stop it; the job is retried alone in a fresh worker."""
+    def _lose(self, jobs: list[Path], stopped: str | None) -> list[Outcome]:
+        """The trainer cannot go on: stop it; each job is retried alone in a fresh worker."""
         self._stop()
         if stopped is None and self.cgroup is not None and self.cgroup.oom_killed():
             stopped = memory_message(self.limits)
         why = stopped or exit_reason(self.proc.returncode, sandboxed=True) or \
             "the grader's trainer stopped"
-        return Outcome(why, retry=True)
+        return [Outcome(why, retry=True) for _ in jobs]
 
     @property
     def alive(self) -> bool:

@@ -20,6 +20,7 @@ import os
 import random
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,34 +43,58 @@ def main(job: Path) -> int:
     return 0
 
 
-def run_request(job: Path, request: dict) -> set[str]:
-    """Run the request's stages, writing each one's file; the types of the errors raised.
+def run_request(job: Path, request: dict, hold_training: bool = False
+                ) -> tuple[set[str], dict[str, Any]]:
+    """Run the request's stages, writing each one's file; the types of the errors raised,
+    and what the stages left (`state`).
 
     A replay worker starts from the request's seed, so that whatever a replayed
     forward draws at random is the same in a fresh worker and in a warm one
-    (grader/worker/serve.py).
+    (grader/worker/serve.py). The warm trainer holds training back
+    (`hold_training`): the model waits, ready, in state["trainee"] to be trained
+    with others, and `finish_request` writes its stage.
     """
     import torch
 
     if request.get("role") == "replay":
         _seed(request["seed"])
-    student_root = (job / request["entry"]).parent
-    state: dict[str, Any] = {}
-    failed: set[str] = set()
-    errors: set[str] = set()
+    state: dict[str, Any] = {"failed": set(), "errors": set()}
     threads = torch.get_num_threads()
     for stage in request["stages"]:
-        if NEEDS.get(stage) in failed or (stage in MEASURING and _exported(state)):
+        if NEEDS.get(stage) in state["failed"] or (stage in MEASURING and _exported(state)):
             continue  # needs what failed; or measured by the replay worker, away from the code
         # Only training has work worth splitting; the other stages run a batch of 2, where
         # waking a second thread costs more than it saves (10 times more on a busy machine).
         torch.set_num_threads(threads if stage == "train" else 1)
-        result = _run_stage(stage, request, state, student_root)
-        protocol.write_json_atomic(protocol.stage_path(job, stage), result)
-        if not result.get("ok"):
-            failed.add(stage)
-            errors.add(str((result.get("error") or {}).get("type", "")))
-    return errors
+        if stage == "train" and hold_training:
+            result = _run_stage(stage, request, state, _hold)
+            if result["ok"]:
+                continue
+        else:
+            result = _run_stage(stage, request, state)
+        _write_stage(job, stage, result, state)
+    return state["errors"], state
+
+
+def finish_request(job: Path, request: dict, state: dict, outcome: dict | BaseException
+                   ) -> set[str]:
+    """Write the train stage of a request whose training was held, from its outcome."""
+    trainee = state["trainee"]
+    result = _run_stage("train", request, state, lambda *_: finish_training(trainee, outcome))
+    _write_stage(job, "train", result, state)
+    return state["errors"]
+
+
+def _hold(request: dict, state: dict) -> dict:
+    state["trainee"] = prepare_training(request, state)
+    return {}
+
+
+def _write_stage(job: Path, stage: str, result: dict, state: dict) -> None:
+    protocol.write_json_atomic(protocol.stage_path(job, stage), result)
+    if not result.get("ok"):
+        state["failed"].add(stage)
+        state["errors"].add(str((result.get("error") or {}).get("type", "")))
 
 
 def _exported(state: dict) -> bool:
@@ -89,11 +114,13 @@ def _wait_for_go() -> list[str] | None:
     return json.loads(line)["stages"] if line.strip() else None
 
 
-def _run_stage(stage: str, request: dict, state: dict, student_root: Path) -> dict[str, Any]:
+def _run_stage(stage: str, request: dict, state: dict, run=None) -> dict[str, Any]:
+    """The stage's record (`run`, by default the stage's own function), or why it failed."""
     from .load import describe_exception
 
+    student_root = (Path(request["job"]) / request["entry"]).parent
     try:
-        return {"ok": True, **STAGES[stage](request, state)}
+        return {"ok": True, **(run or STAGES[stage])(request, state)}
     except BaseException as exc:  # noqa: B036 - sys.exit and friends are student errors too
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -214,29 +241,77 @@ def stage_probe(request: dict, state: dict) -> dict:
     return {**result, "events": tracer.events}
 
 
-def stage_train(request: dict, state: dict) -> dict:
-    import numpy as np
-    import torch
+@dataclass
+class Trainee:
+    """A model ready to train, and where its results go: what `stage_train` steps alone and
+    the warm trainer steps with others (grader/worker/serve.py)."""
 
+    request: dict
+    model: Any
+    data: dict
+    progress: Any
+
+    @property
+    def recipe_key(self) -> str:
+        """Models trained together must share all of this (and their program)."""
+        r = self.request
+        return json.dumps([r["training"], r["seed"], r["num_classes"], r["data"], r["device"],
+                           r.get("ensembles", "auto")], sort_keys=True)
+
+    @property
+    def ensembles(self) -> bool:
+        """Stacked training on a GPU (small nets leave it idle), or as the request says."""
+        setting = self.request.get("ensembles", "auto")
+        if setting == "auto":
+            return next(iter(self.data.values())).device.type == "cuda"
+        return setting == "always"
+
+
+def prepare_training(request: dict, state: dict) -> Trainee:
+    """The replayed model, the dataset on the device and the epoch writer, before training."""
     from ..progress import EpochWriter
-    from .train import TrainingStopped, load_arrays, train_and_predict
+    from .train import load_arrays
 
     device = _device(request["device"])
     if request["device"] == "cuda" and device.type != "cuda":
-        return {"ok": False, "error": {"type": "DeviceUnavailable",
-                                       "message": "--device cuda was asked for, but CUDA is not available"}}
+        raise DeviceUnavailable("--device cuda was asked for, but CUDA is not available")
     model = state["make_model"]()
     _seed(request["seed"])
     data = load_arrays(request["data"], device)
     progress = EpochWriter(Path(request["job"]) / protocol.OUT_DIR, request["training"]["epochs"])
     progress.start()
-    try:
-        out = train_and_predict(model, request["training"], data, request["seed"],
-                                request["num_classes"], progress)
-    except TrainingStopped as exc:
-        return {"ok": False, "error": {"type": "TrainingStopped", "message": str(exc), "frames": []}}
-    np.save(Path(request["job"]) / protocol.OUT_DIR / protocol.PREDICTIONS, out.pop("predictions"))
-    return {**out, "torch": torch.__version__}
+    return Trainee(request, model, data, progress)
+
+
+def finish_training(trainee: Trainee, outcome: dict | BaseException) -> dict:
+    """The train stage's result from one model's outcome; its predictions go beside it."""
+    import numpy as np
+    import torch
+
+    from .train import TrainingStopped
+
+    if isinstance(outcome, TrainingStopped):
+        return {"ok": False, "error": {"type": "TrainingStopped", "message": str(outcome),
+                                       "frames": []}}
+    if isinstance(outcome, BaseException):
+        raise outcome
+    np.save(Path(trainee.request["job"]) / protocol.OUT_DIR / protocol.PREDICTIONS,
+            outcome.pop("predictions"))
+    return {**outcome, "torch": torch.__version__}
+
+
+def stage_train(request: dict, state: dict) -> dict:
+    from .train import train_together
+
+    trainee = prepare_training(request, state)
+    outcome = train_together([trainee.model], request["training"], trainee.data,
+                             request["seed"], request["num_classes"], [trainee.progress],
+                             trainee.ensembles)[0]
+    return finish_training(trainee, outcome)
+
+
+class DeviceUnavailable(Exception):
+    """The request names a device this machine does not have."""
 
 
 def _device(name: str):

@@ -7,11 +7,14 @@ keeps one of these per slot (the parent side is grader/trainer.py), holding
 torch, the grader and the dataset's pages, instead of starting a fresh replay
 worker per submission.
 
-Each line on stdin names a job folder (request.json, artifact/, out/, exactly
-as a fresh replay worker gets it); the trainer runs that request as a fresh
-worker would (grader/worker/__main__.py) and answers with one line on its
-reply channel: {"job": ..., "retry": bool} (and {"ready": true} once, when it
-has imported what every job needs). `retry` asks the parent to run the
+Each line on stdin names job folders (request.json, artifact/, out/, exactly
+as a fresh replay worker gets each): {"jobs": [...]}. The trainer runs each
+request as a fresh worker would (grader/worker/__main__.py), except that the
+models of one line that share a program and a recipe train as one ensemble
+where the device calls for it (grader/worker/members.py says why a grade
+cannot tell). It answers with one line per job on its reply channel:
+{"job": ..., "retry": bool} (and {"ready": true} once, when it has imported
+what every job needs). `retry` asks the parent to run the
 job again alone in a fresh worker: it failed in a way a fresh process might
 not (running out of memory). Before each job, the process state a job can
 touch is put back as it was when the trainer started (`reset`); docs/SECURITY.md
@@ -58,18 +61,64 @@ def main() -> int:
     os.dup2(2, 1)   # anything printed by accident goes with the diagnostics, not the replies
     warnings.simplefilter("ignore")
     from . import replay, trace, train  # noqa: F401 - imported once, for every job
-    from .__main__ import run_request
 
     baseline = Baseline()
     _reply(replies, {"ready": True})
     for line in sys.stdin:
-        job = Path(json.loads(line)["job"])
-        baseline.reset()
-        request = json.loads((job / "request.json").read_text(encoding="utf-8"))
-        errors = run_request(job, request)
-        _reply(replies, {"job": str(job), "retry": bool(errors & RETRY)})
+        jobs = [Path(job) for job in json.loads(line)["jobs"]]
+        for job, errors in run_jobs(jobs, baseline).items():
+            _reply(replies, {"job": str(job), "retry": bool(errors & RETRY)})
         _release_memory()   # while the parent reads the results
     return 0
+
+
+def run_jobs(jobs: list[Path], baseline: Baseline) -> dict[Path, set[str]]:
+    """Each job's stages as a fresh worker would run them, except that the models they
+    train are trained together where they can be (`ensembles`); each job's error types."""
+    from .__main__ import finish_request, run_request
+
+    states, errors = {}, {}
+    for job in jobs:
+        baseline.reset()
+        request = json.loads((job / "request.json").read_text(encoding="utf-8"))
+        errors[job], states[job] = run_request(job, request, hold_training=True)
+    waiting = [job for job in jobs if "trainee" in states[job]]
+    for group in ensembles(waiting, states):
+        baseline.reset()
+        trainees = [states[job]["trainee"] for job in group]
+        outcomes = _train_group(trainees)
+        for job, trainee, outcome in zip(group, trainees, outcomes):
+            errors[job] = finish_request(job, trainee.request, states[job], outcome)
+    return errors
+
+
+def ensembles(jobs: list[Path], states: dict[Path, dict]) -> list[list[Path]]:
+    """The jobs whose models may train as one: the same recipe, seed, data and device, and
+    the same exported program (grader/worker/members.py); in the order they came."""
+    from .members import signature
+
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for job in jobs:
+        trainee = states[job]["trainee"]
+        request = trainee.request
+        program = signature(job / request["artifact"], trainee.model) if trainee.ensembles \
+            else str(job)
+        groups.setdefault((trainee.recipe_key, program), []).append(job)
+    return list(groups.values())
+
+
+def _train_group(trainees: list) -> list:
+    """Each trainee's outcome; an error that stops the whole group (out of memory, a recipe
+    the data does not fit) is every member's."""
+    from .train import train_together
+
+    first = trainees[0]
+    try:
+        return train_together([t.model for t in trainees], first.request["training"], first.data,
+                              first.request["seed"], first.request["num_classes"],
+                              [t.progress for t in trainees], first.ensembles)
+    except Exception as exc:  # noqa: BLE001 - reported per job, as a fresh worker would
+        return [exc] * len(trainees)
 
 
 def _reply(replies, message: dict) -> None:
