@@ -11,7 +11,10 @@
         next to the floor any fresh worker pays: `python -c "import torch"`;
     (e) `grade batch` over N copies, shapes+params, `--workers fresh` (the baseline: two
         new sandboxed workers per submission) and `--workers warm` (fork server and warm
-        trainer), alternating, per submission and as a share of a bare `import torch`.
+        trainer), alternating, per submission and as a share of a bare `import torch`;
+    (f) the training batch of (c) again with the other kind of training: stepped one model
+        at a time (`--ensembles never`) against batched ensembles (`--ensembles always`);
+        on a GPU (c) is the ensembles' run, on a CPU the one-at-a-time run.
 
 On a GPU box run it as is (full sizes); on a CPU the batches are smaller (24
 copies without training, 8 with the spec's recipe) so it finishes in minutes. Every figure is printed, with the date, the hardware and the
@@ -190,9 +193,10 @@ def batch(subs: Path, assignment: Path, out: Path, args, env: dict[str, str], *e
     return wall
 
 
-def training_batch(subs: Path, assignment: Path, out: Path, args, env: dict[str, str]) -> dict:
-    """(c): the whole batch, and the training time every submission reported."""
-    wall = batch(subs, assignment, out, args, env, "--workers", "warm")
+def training_batch(subs: Path, assignment: Path, out: Path, args, env: dict[str, str],
+                   *extra: str) -> dict:
+    """(c) and (f): the whole batch, and the training time every submission reported."""
+    wall = batch(subs, assignment, out, args, env, "--workers", "warm", *extra)
     train = [next(c for c in json.loads((folder / "result.json").read_text())["checks"]
                   if c["kind"] == "accuracy")["details"]["train_seconds"]
              for folder in sorted(out.iterdir()) if (folder / "result.json").is_file()]
@@ -283,6 +287,15 @@ def report(fig: dict, args) -> str:
         f"  200 submissions at the training batch's rate: "
         f"{c['wall_s'] / args.train_copies * 200:.0f} s",
     ]
+    stacked, apart = ((c, fig["training_batch_never"]) if "training_batch_never" in fig
+                      else (fig["training_batch_always"], c))
+    lines += [
+        f"(f) the training batch stepped one model at a time: {apart['wall_s']:.2f} s wall, "
+        f"training {apart['train_s']:.2f} s; as batched ensembles: {stacked['wall_s']:.2f} s "
+        f"wall, training {stacked['train_s'] / max(1, args.train_copies):.2f} s per submission "
+        f"(an ensemble's time is reported by each member)",
+        f"  (f) one at a time / ensembles, batch wall: {apart['wall_s'] / stacked['wall_s']:.2f}x",
+    ]
     if "lab4_s" in fig:
         lines += [
             f"  lab batch 4 / grader epoch:    "
@@ -313,8 +326,11 @@ def main() -> None:
         fig["one"] = one_submission(assignment, args.device, env)
         fig["shapes_batch"] = shapes_batches(make_copies(work, args.copies), assignment,
                                              work / "out", args, env)
-        fig["training_batch"] = training_batch(make_copies(work / "training", args.train_copies),
-                                               assignment, work / "out", args, env)
+        trainees = make_copies(work / "training", args.train_copies)
+        fig["training_batch"] = training_batch(trainees, assignment, work / "out", args, env)
+        other = "never" if args.device == "cuda" else "always"
+        fig["training_batch_" + other] = training_batch(trainees, assignment, work / "out",
+                                                        args, env, "--ensembles", other)
         if not args.skip_lab:
             for bs in (4, 128):
                 fig[f"lab{bs}_s"] = lab_epoch(prepared.worker_files, bs, lab_images, args.device)
