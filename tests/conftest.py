@@ -26,6 +26,19 @@ SOLUTION = SOLUTIONS / "cifar10_cnn" / "model.py"     # the lab net: what attack
 BROKEN_CONV2 = ("self.conv2 = nn.Conv2d(6, 16, kernel_size=5)",
                 "self.conv2 = nn.Conv2d(6, 16, kernel_size=3)")
 FULL = {"shapes": 4.0, "params": 3.0}
+
+LAB = SOLUTION.read_text()
+# A model that trains and draws random numbers (dropout) and updates buffers (batch norm):
+# whatever a warm trainer kept from one job to the next would show in its curve.
+NOISY = LAB.replace("self.fc3 = nn.Linear(84, 10)",
+                    "self.fc3 = nn.Linear(84, 10)\n        self.bn = nn.BatchNorm2d(6)\n"
+                    "        self.drop = nn.Dropout(0.3)").replace(
+    "x = self.pool(F.relu(self.conv1(x)))", "x = self.pool(F.relu(self.bn(self.conv1(x))))").replace(
+    "x = F.relu(self.fc1(x))", "x = self.drop(F.relu(self.fc1(x)))")
+# Fine at the probe's batch of 2 (74 MB), 1.2 GB at the training batch of 32.
+GREEDY = LAB.replace("x = self.pool(F.relu(self.conv1(x)))",
+                     "x = x + x.repeat(1, 3000, 1, 1).mean(1, keepdim=True) * 0\n"
+                     "        x = self.pool(F.relu(self.conv1(x)))")
 ZERO = {"shapes": 0.0, "params": 0.0}
 
 

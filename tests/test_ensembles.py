@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from conftest import SOLUTION, grade, tiny_assignment
+from conftest import GREEDY, LAB, grade, tiny_assignment
 from grader.worker import members as members_mod
 from grader.worker.train import train_and_predict, train_together
 
@@ -180,22 +180,51 @@ def comparable(result: dict) -> dict:
 def test_a_batch_of_ensembles_grades_every_student_as_grade_does_alone(tmp_path):
     assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=2, batch_size=32,
                                  optimizer={"name": "adam", "lr": 0.003})
-    lab = SOLUTION.read_text()
-    seeded = lab.replace("super().__init__()", "super().__init__()\n        torch.manual_seed(7)")
-    wider = lab.replace("nn.Linear(120, 84)", "nn.Linear(120, 90)").replace(
+    wider = LAB.replace("nn.Linear(120, 84)", "nn.Linear(120, 90)").replace(
         "nn.Linear(84, 10)", "nn.Linear(90, 10)")
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    for name, text in {"ann": lab, "bob": seeded, "cat": wider, "dan": lab,
-                       "eve": "class Model(:\n"}.items():
-        (subs / f"{name}.py").write_text(text)
+    subs = students(tmp_path, {"ann": LAB, "bob": SEEDED, "cat": wider, "dan": LAB,
+                               "eve": "class Model(:\n"})
     common = ("--assignment", str(assignment), "--device", "cpu", "--ensembles", "always")
     run = grade("batch", subs, "--out", tmp_path / "out", "--jobs", "1", *common, timeout=900)
     assert run.code == 0, run.err
     for student, stepped_with in (("ann", 3), ("bob", 3), ("cat", 2), ("dan", 3)):
-        graded = json.loads((tmp_path / "out" / student / "result.json").read_text())
+        graded = graded_alike(subs, tmp_path / "out", student, common)
         assert graded["checks"][-1]["details"]["ensemble"] == stepped_with, student
-        single = grade(subs / f"{student}.py", "--format", "json", *common, timeout=900)
-        assert single.json()["checks"][-1]["details"]["ensemble"] == 2
-        assert comparable(graded) == comparable(single.json()), student
     assert "alone in a fresh worker" not in run.err
+
+
+@pytest.mark.slow
+def test_a_model_that_exhausts_the_trainer_sends_its_whole_group_to_fresh_workers(tmp_path):
+    """The trainer dies with the group in it: every member is measured again alone, and only
+    the greedy one is charged for it."""
+    assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=1, batch_size=32,
+                                 optimizer={"name": "adam", "lr": 0.003})
+    subs = students(tmp_path, {"ann": LAB, "greedy": GREEDY, "zed": SEEDED})
+    common = ("--assignment", str(assignment), "--device", "cpu", "--ensembles", "always",
+              "--memory-limit", "1G")
+    run = grade("batch", subs, "--out", tmp_path / "out", "--jobs", "1", *common, timeout=900)
+    assert run.code == 0, run.err
+    greedy = graded_alike(subs, tmp_path / "out", "greedy", common)["checks"][-1]
+    assert greedy["score"] == 0 and "killed: exceeded 1 GiB memory" in greedy["feedback"]
+    for student in ("ann", "zed"):
+        assert graded_alike(subs, tmp_path / "out", student, common)["checks"][-1]["score"] > 0
+        assert f"measuring {subs / (student + '.py')} again, alone in a fresh worker" in run.err
+
+
+SEEDED = LAB.replace("super().__init__()", "super().__init__()\n        torch.manual_seed(7)")
+
+
+def students(tmp_path, files: dict[str, str]):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name, text in files.items():
+        (subs / f"{name}.py").write_text(text)
+    return subs
+
+
+def graded_alike(subs, out, student: str, common: tuple) -> dict:
+    """The student's batch result, once checked equal to `grade` of their file alone."""
+    graded = json.loads((out / student / "result.json").read_text())
+    single = grade(subs / f"{student}.py", "--format", "json", *common, timeout=900).json()
+    assert comparable(json.loads(json.dumps(graded))) == comparable(single), student
+    return graded

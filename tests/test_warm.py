@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import uuid
@@ -20,24 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BROKEN_CONV2, FULL, SOLUTION, grade, grade_contained, leftovers,
-                      submission, tiny_assignment)
+from conftest import (BROKEN_CONV2, FULL, GREEDY, LAB, NOISY, grade, grade_contained,
+                      leftovers, submission, tiny_assignment)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bubblewrap is Linux-only")
 
 FAST = ("--only", "shapes,params")
-LAB = SOLUTION.read_text()
-# A model that trains and draws random numbers (dropout) and updates buffers (batch norm):
-# whatever a warm trainer kept from one job to the next would show in its curve.
-NOISY = LAB.replace("self.fc3 = nn.Linear(84, 10)",
-                    "self.fc3 = nn.Linear(84, 10)\n        self.bn = nn.BatchNorm2d(6)\n"
-                    "        self.drop = nn.Dropout(0.3)").replace(
-    "x = self.pool(F.relu(self.conv1(x)))", "x = self.pool(F.relu(self.bn(self.conv1(x))))").replace(
-    "x = F.relu(self.fc1(x))", "x = self.drop(F.relu(self.fc1(x)))")
-# Fine at the probe's batch of 2 (74 MB), 1.2 GB at the training batch of 32.
-GREEDY = LAB.replace("x = self.pool(F.relu(self.conv1(x)))",
-                     "x = x + x.repeat(1, 3000, 1, 1).mean(1, keepdim=True) * 0\n"
-                     "        x = self.pool(F.relu(self.conv1(x)))")
 # Sixty wide 7x7 convolutions of the image repeated to 384 channels, all multiplied by 0:
 # about 0.4 s at the probe's batch of 2, about 14 s for each training step of 32 on these
 # CPUs (ten steps an epoch), and compute-bound with under 400 MB held at any step, so time,
