@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from conftest import GREEDY, LAB, grade, tiny_assignment
+from conftest import GREEDY, LAB, SOLUTIONS, grade, tiny_assignment
 from grader.worker import members as members_mod
 from grader.worker.train import train_and_predict, train_together
 
+LENET = SOLUTIONS / "lenet5_mnist" / "model.py"
 RECIPE = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "lr": 0.01},
           "scheduler": None, "mean": [0.5], "std": [0.25], "pad": 0, "hflip": True,
           "crop_padding": 2}
@@ -117,6 +118,36 @@ def test_a_member_whose_loss_is_not_finite_stops_alone_and_the_others_go_on():
     assert outcomes[1]["curve"] == []
     assert same_run(outcomes[0], alone(Net(1))) and same_run(outcomes[2], alone(Net(4)))
     assert len(outcomes[2]["curve"]) == RECIPE["epochs"]
+
+
+def replayed_lenet(seed: int, folder) -> nn.Module:
+    """The LeNet-5 reference as the trainer gets it: C3 writes its weights into a kernel
+    through a boolean connection table (`kernel[links] = weight`), which vmap can only do
+    with a table every member shares."""
+    import importlib.util
+
+    from grader.worker.export import export_model
+    from grader.worker.replay import load_model
+
+    spec = importlib.util.spec_from_file_location("lenet", LENET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(seed)
+    export_model(module.Model(), folder / str(seed), LENET.parent, torch.randn(2, 1, 32, 32))
+    return load_model(folder / str(seed))
+
+
+def test_lenet5s_connection_table_is_shared_and_its_members_still_train_as_alone(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    data = {"train_x": torch.randint(0, 255, (64, 1, 32, 32), dtype=torch.uint8, generator=g),
+            "train_y": torch.randint(0, 10, (64,), generator=g),
+            "test_x": torch.randint(0, 255, (16, 1, 32, 32), dtype=torch.uint8, generator=g)}
+    recipe = {**RECIPE, "epochs": 1, "hflip": False}
+    outcomes = train_together([replayed_lenet(s, tmp_path) for s in (4, 1, 2)], recipe, data,
+                              0, 10, [lambda _: None] * 3, ensembles=True)
+    lone = train_and_predict(replayed_lenet(1, tmp_path), recipe, data, 0, 10, ensembles=True)
+    assert outcomes[1]["ensemble"] == 3 and lone["ensemble"] == 2
+    assert same_run(outcomes[1], lone)
 
 
 def test_a_model_that_cannot_be_stacked_trains_as_itself_in_any_company():

@@ -77,21 +77,28 @@ class Stacked:
 
     The forward is the first member's module called with the stacked tensors
     (`functional_call`); its own tensors are never used, so the members only
-    need the same program, not the same weights or constants. Dropout draws one
-    mask for all members (`randomness="same"`), the mask a model alone draws.
+    need the same program, not the same weights. Buffers a forward only reads
+    (`shared`: masks, connection tables) are passed once, unbatched, as a lone
+    model has them: vmap cannot index with a batched boolean mask. Dropout draws
+    one mask for all members (`randomness="same"`), the mask a model alone draws.
     """
 
-    def __init__(self, models: list[nn.Module]):
+    def __init__(self, models: list[nn.Module], shared: frozenset[str] = frozenset()):
         self.members = models
         self.count = len(models)
         self.base = models[0]
+        buffers = [dict(m.named_buffers()) for m in models]
+        self.shared = {n: buffers[0][n] for n in shared}
+        if any(not torch.equal(own[n], self.shared[n]) for own in buffers for n in shared):
+            raise ValueError("the members' read-only buffers differ: they cannot share them")
         self.tensors = {
             **{n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
                .requires_grad_(p.requires_grad) for n, p in self.base.named_parameters()},
-            **{n: torch.stack([dict(m.named_buffers())[n] for m in models])
-               for n, _ in self.base.named_buffers()}}
-        self._forward = vmap(lambda tensors, x: functional_call(self.base, tensors, (x,)),
-                             in_dims=(0, None), randomness="same")
+            **{n: torch.stack([own[n] for own in buffers])
+               for n in buffers[0] if n not in shared}}
+        self._forward = vmap(
+            lambda tensors, x: functional_call(self.base, {**tensors, **self.shared}, (x,)),
+            in_dims=(0, None), randomness="same")
 
     def parameters(self) -> list[torch.Tensor]:
         return [t for t in self.tensors.values() if t.requires_grad]
@@ -129,38 +136,53 @@ def twin(model: nn.Module) -> list[nn.Module]:
     return [model, copy.deepcopy(model)]
 
 
-def batchable(model: nn.Module, sample: torch.Tensor, num_classes: int) -> bool:
-    """Whether `model` can be stacked: no hooks (a pruning mask, say, which rewrites a
-    weight on every call), and a stacked twin runs a training step and an eval forward.
+def stacking(model: nn.Module, sample: torch.Tensor, num_classes: int) -> frozenset[str] | None:
+    """How `model` can be stacked: the buffers its members share (`Stacked`), or None where it
+    cannot be (hooks, such as a pruning mask that rewrites a weight on every call, or an
+    operation vmap lacks: a stacked twin must run a training step and an eval forward).
 
     A fact about the model alone, so a model takes the same path alone and in any batch.
-    The trial runs on copies, with the random state put back afterwards.
+    The trials run on copies, with the random state put back afterwards.
     """
     if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
            for m in model.modules()):
-        return False
+        return None
     devices = [sample.device] if sample.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        trial = Stacked(twin(copy.deepcopy(model)))
         try:
+            shared = _read_only(model, sample)
+            trial = Stacked(twin(copy.deepcopy(model)), shared)
             trial.train(True)
             trial.forward(sample, num_classes).sum().backward()
             trial.train(False)
             with torch.no_grad():
                 trial.forward(sample, num_classes)
         except Exception:  # noqa: BLE001 - any failure means: train it as itself
-            return False
-    return True
+            return None
+    return shared
+
+
+def _read_only(model: nn.Module, sample: torch.Tensor) -> frozenset[str]:
+    """The buffers a training forward leaves as they were (batch norm's statistics change)."""
+    trial = copy.deepcopy(model).train()
+    before = {n: b.clone() for n, b in trial.named_buffers()}
+    with torch.no_grad():
+        trial(sample)
+    return frozenset(n for n, b in trial.named_buffers()
+                     if b.shape == before[n].shape and torch.equal(b, before[n]))
 
 
 def signature(artifact: Path, model: nn.Module) -> str:
     """Models with the same signature can be stacked: the same exported program (the
-    source lines it was captured from aside) and tensors of the same names and shapes."""
+    source lines it was captured from aside), parameters of the same names and shapes,
+    and the same buffers (those a forward only reads are shared by all members)."""
     manifest = json.loads((artifact / ARTIFACT_MANIFEST).read_text(encoding="utf-8"))
     tensors = [(n, list(t.shape), str(t.dtype), bool(t.requires_grad))
                for n, t in [*model.named_parameters(), *model.named_buffers()]]
-    text = json.dumps([_without_frames(manifest), tensors], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    h = hashlib.sha256(json.dumps([_without_frames(manifest), tensors], sort_keys=True).encode())
+    for _, buffer in model.named_buffers():
+        h.update(buffer.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _without_frames(value: Any) -> Any:

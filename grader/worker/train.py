@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .members import Single, Stacked, TrainingStopped, batchable, check_logits, twin
+from .members import Single, Stacked, TrainingStopped, check_logits, stacking, twin
 
 
 def load_arrays(paths: dict[str, str], device: torch.device) -> dict[str, torch.Tensor]:
@@ -163,42 +163,51 @@ def train_together(models: list[nn.Module], recipe: dict[str, Any],
     or the exception that stopped it) as if it had been trained alone.
 
     Without `ensembles` each is trained as itself, one after the other. With them,
-    those that can be stacked are trained as one ensemble; should that ensemble fail
-    as a whole, each is trained again alone, so one model's failure is its own.
+    those that can be stacked the same way are trained as one ensemble, and one that
+    is alone with a twin; should an ensemble fail as a whole, each member is trained
+    again alone, and a model whose twin fails trains as itself. So every model ends
+    where it would alone, and one model's failure is its own.
     """
     make_deterministic()
     device = data["train_x"].device
     models = [m.to(device) for m in models]
     pipe = DevicePipeline(recipe, int(data["train_x"].shape[1]), device)
     outcomes: list[dict[str, Any] | Exception | None] = [None] * len(models)
-    stacked = []
-    if ensembles:
-        sample = pipe(data["train_x"][:2], None)
-        stacked = [k for k, m in enumerate(models) if batchable(m, sample, num_classes)]
-    if len(stacked) > 1:
-        group = _attempt(lambda: _train(Stacked([models[k] for k in stacked]), pipe, recipe,
-                                        data, seed, num_classes, [progress[k] for k in stacked]))
-        if not isinstance(group, Exception):
-            for k, one in zip(stacked, group):
-                outcomes[k] = one
-    for k, model in enumerate(models):
+    sample = pipe(data["train_x"][:2], None)
+    plans = [stacking(m, sample, num_classes) if ensembles else None for m in models]
+    for shared in {p for p in plans if p is not None}:
+        group = [k for k, p in enumerate(plans) if p == shared]
+        if len(group) > 1:
+            _train_apart(group, outcomes, lambda: _train(
+                Stacked([models[k] for k in group], shared), pipe, recipe, data, seed,
+                num_classes, [progress[k] for k in group]))
+    for k, model in enumerate(models):   # alone: with a twin, else (or failing that) as itself
+        if outcomes[k] is None and plans[k] is not None:
+            _train_apart([k], outcomes, lambda: _train(
+                Stacked(twin(model), plans[k]), pipe, recipe, data, seed, num_classes,
+                [progress[k]]), keep=TrainingStopped)
         if outcomes[k] is None:
-            members = Stacked(twin(model)) if k in stacked else Single(model)
-            one = _attempt(lambda: _train(members, pipe, recipe, data, seed, num_classes,
-                                          [progress[k]]))
-            outcomes[k] = one if isinstance(one, Exception) else one[0]
+            _train_apart([k], outcomes, lambda: _train(
+                Single(model), pipe, recipe, data, seed, num_classes, [progress[k]]),
+                keep=Exception)
     return outcomes
 
 
-def _attempt(train: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]] | Exception:
-    """A training run, or what stopped it: out of memory is the caller's (a fresh worker
-    may get further), every other exception is this run's outcome."""
+def _train_apart(members: list[int], outcomes: list, train: Callable[[], list[dict[str, Any]]],
+                 keep: type[Exception] | None = None) -> None:
+    """Fill the members' outcomes from one training run; an exception that is an instance of
+    `keep` becomes the outcome of each, any other leaves them to be trained another way.
+    Out of memory is the caller's (a fresh worker may get further)."""
     try:
-        return train()
-    except torch.cuda.OutOfMemoryError:
+        results = train()
+    except (torch.cuda.OutOfMemoryError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - the forward is the student's program
-        return exc
+        if keep is None or not isinstance(exc, keep):
+            return
+        results = [exc] * len(members)
+    for k, result in zip(members, results):
+        outcomes[k] = result
 
 
 def _train(members: Single | Stacked, pipe: DevicePipeline, recipe: dict[str, Any],
