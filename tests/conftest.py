@@ -86,6 +86,30 @@ def _private_cache(tmp_path_factory):
     os.environ.setdefault("GRADER_CACHE", str(tmp_path_factory.mktemp("grader-cache")))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: extra threads only spin against the other work on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def banded_images(n: int = 96, seed: int = 0) -> dict:
+    """Eight-pixel images of 3 classes, class k a bright row band at rows 2k..2k+1: learnable
+    in a few steps, so a test sees training work. Test images are the first 32 training ones."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    for i, k in enumerate(y.tolist()):
+        x[i, :, 2 * k:2 * k + 2] += 180
+    return {"train_x": x, "train_y": y, "test_x": x[:32].clone()}
+
+
 def tiny_assignment(root: Path, name: str, bar: tuple[float, float], **training) -> Path:
     """The lab spec, trained on a tiny learnable .npz kept in the spec folder.
 

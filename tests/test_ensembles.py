@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from conftest import GREEDY, LAB, SOLUTIONS, grade, tiny_assignment
+from conftest import GREEDY, LAB, SOLUTIONS, banded_images, grade, tiny_assignment
 from grader.worker import members as members_mod
 from grader.worker.train import train_and_predict, train_together
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 LENET = SOLUTIONS / "lenet5_mnist" / "model.py"
 RECIPE = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "adam", "lr": 0.01},
           "scheduler": None, "mean": [0.5], "std": [0.25], "pad": 0, "hflip": True,
@@ -44,29 +45,12 @@ class Net(nn.Module):
         return self.fc(self.drop(torch.flatten(F.relu(self.norm(self.conv(x))), 1)))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def dataset(n: int = 96) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 3, (n,), generator=g)
-    x = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
-    for i, k in enumerate(y.tolist()):
-        x[i, :, 2 * k:2 * k + 2] += 180
-    return {"train_x": x, "train_y": y, "test_x": x[:32].clone()}
-
-
 def alone(model: nn.Module, **kw) -> dict:
-    return train_and_predict(model, RECIPE, dataset(), 0, 3, ensembles=True, **kw)
+    return train_and_predict(model, RECIPE, banded_images(), 0, 3, ensembles=True, **kw)
 
 
 def together(models: list[nn.Module]) -> list:
-    return train_together(models, RECIPE, dataset(), 0, 3, [lambda _: None] * len(models),
+    return train_together(models, RECIPE, banded_images(), 0, 3, [lambda _: None] * len(models),
                           ensembles=True)
 
 
@@ -88,7 +72,7 @@ def test_a_member_ends_bitwise_where_it_ends_alone_whoever_else_is_in_the_ensemb
 @pytest.mark.gpu
 def test_on_a_gpu_a_member_ends_bitwise_where_it_ends_alone():
     """Deterministic kernels: cuDNN must not pick another algorithm for another ensemble size."""
-    data = {k: v.cuda() for k, v in dataset().items()}
+    data = {k: v.cuda() for k, v in banded_images().items()}
     lone = train_and_predict(Net(3), RECIPE, data, 0, 3, ensembles=True)
     for company, position in (([3, 5], 0), ([5, 0, 3, 1, 2, 4, 6, 7, 8, 9, 10, 11], 2)):
         outcome = train_together([Net(seed) for seed in company], RECIPE, data, 0, 3,
@@ -99,7 +83,7 @@ def test_on_a_gpu_a_member_ends_bitwise_where_it_ends_alone():
 def test_the_batched_path_is_not_the_plain_one():
     """Why a lone model needs its twin: stepped unbatched, the same model ends elsewhere in
     the last bits, so the path must not depend on the company."""
-    plain = train_and_predict(Net(3), RECIPE, dataset(), 0, 3)
+    plain = train_and_predict(Net(3), RECIPE, banded_images(), 0, 3)
     assert plain["ensemble"] == 0
     assert plain["curve"] != alone(Net(3))["curve"]
 
@@ -157,7 +141,7 @@ def test_a_model_that_cannot_be_stacked_trains_as_itself_in_any_company():
     assert [o["ensemble"] for o in outcomes] == [2, 0, 2]
     plain = Net(2)
     prune.custom_from_mask(plain.conv, "weight", torch.ones_like(plain.conv.weight))
-    assert same_run(outcomes[1], train_and_predict(plain, RECIPE, dataset(), 0, 3))
+    assert same_run(outcomes[1], train_and_predict(plain, RECIPE, banded_images(), 0, 3))
     assert same_run(outcomes[0], alone(Net(1)))
 
 

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import SOLUTIONS
+from conftest import SOLUTIONS, banded_images
 from grader.worker.train import (DevicePipeline, TrainingStopped, load_arrays, random_crop,
                                  train_and_predict)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPE = {"epochs": 2, "batch_size": 16, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
           "scheduler": None, "mean": [0.5], "std": [0.25], "pad": 0, "hflip": True,
           "crop_padding": 2}
@@ -32,28 +33,9 @@ class Small(nn.Module):
         return self.fc(torch.flatten(F.relu(self.conv(x)), 1))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads only spin against the other work on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def dataset(n: int = 96, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Class k = a bright row band k: learnable in a few steps, so training visibly works."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    x = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
-    for i, k in enumerate(y.tolist()):
-        x[i, :, 2 * k:2 * k + 2] += 180
-    return {"train_x": x, "train_y": y, "test_x": x[:32].clone()}
-
-
 def train(seed: int = 0, recipe: dict | None = None, model: nn.Module | None = None, **data_kw):
     torch.manual_seed(seed)
-    return train_and_predict(model or Small(), recipe or RECIPE, dataset(**data_kw), seed, 3)
+    return train_and_predict(model or Small(), recipe or RECIPE, banded_images(**data_kw), seed, 3)
 
 
 def test_same_seed_gives_identical_curve_and_predictions():
@@ -69,7 +51,7 @@ def test_another_seed_gives_another_run():
 def test_training_learns_the_synthetic_task():
     out = train(recipe={**RECIPE, "epochs": 6, "hflip": False, "crop_padding": 0})
     assert out["curve"][-1]["loss"] < out["curve"][0]["loss"]
-    labels = dataset()["train_y"][:32].numpy()
+    labels = banded_images()["train_y"][:32].numpy()
     assert (out["predictions"][0] == labels).mean() > 0.8
 
 
@@ -259,7 +241,7 @@ def test_lenet5_reaches_99_percent_on_mnist_within_2_seconds(data_dir):
 
 @pytest.mark.gpu
 def test_gpu_runs_are_repeatable():
-    data = {k: v.cuda() for k, v in dataset(n=512).items()}
+    data = {k: v.cuda() for k, v in banded_images(n=512).items()}
 
     def run():
         torch.manual_seed(0)
