@@ -172,11 +172,15 @@ def grade_chunk(submissions: list[Path], spec_path: Path, options, out_dir: Path
     width = min(warm.side_by_side(options), len(submissions))
     if width < 2:
         return [grade_one(submission, spec_path, options, out_dir) for submission in submissions]
-    with warm.gathering(options) as meeting, ThreadPoolExecutor(width) as pool:
-        def one(submission: Path) -> Outcome:
-            with meeting.submission():
-                return grade_one(submission, spec_path, options, out_dir)
-        return list(pool.map(one, submissions))
+    pool = ThreadPoolExecutor(width)
+    try:
+        with warm.gathering(options) as meeting:
+            def one(submission: Path) -> Outcome:
+                with meeting.submission():
+                    return grade_one(submission, spec_path, options, out_dir)
+            return list(pool.map(one, submissions))
+    finally:   # a slot told to stop (its batch is gone) must not wait for the others first
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def outcome_on_disk(submission: Path, spec_path: Path, options, out_dir: Path, why: str

@@ -10,6 +10,12 @@ every student the result `grade` gives them alone.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from conftest import GREEDY, LAB, SOLUTIONS, banded_images, grade, tiny_assignment
+from conftest import GREEDY, LAB, SLOW, SOLUTIONS, banded_images, grade, tiny_assignment
 from grader.worker import members as members_mod
 from grader.worker.train import train_and_predict, train_together
 
@@ -224,6 +230,56 @@ def test_a_model_that_exhausts_the_trainer_sends_its_whole_group_to_fresh_worker
     for student in ("ann", "zed"):
         assert graded_alike(subs, tmp_path / "out", student, common)["checks"][-1]["score"] > 0
         assert f"measuring {subs / (student + '.py')} again, alone in a fresh worker" in run.err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_a_batch_that_grades_side_by_side_leaves_no_process_behind(tmp_path):
+    """A slot's threads wait for each other; killed, it must not wait for them to finish."""
+    assignment = tiny_assignment(tmp_path, "cifar10_cnn", (0.5, 0.1), epochs=1, batch_size=32,
+                                 optimizer={"name": "adam", "lr": 0.003})
+    subs = students(tmp_path, {"ann": LAB, "slow": SLOW, "zed": SEEDED})
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "batch", str(subs), "--assignment",
+                             str(assignment), "--out", str(out), "--jobs", "1", "--device",
+                             "cpu", "--ensembles", "always"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "slow" / "key.json").exists() and time.time() < deadline and \
+            len(list((out / ".running").glob("*.json"))) < 3:
+        time.sleep(0.2)
+    time.sleep(5)                  # the trainer is busy with the group
+    below = descendants(proc.pid)
+    assert len(below) >= 3, "the batch never got as far as its trainer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while any(alive(p) for p in below) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in below if alive(p)], "processes outlived the killed batch"
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process under `root`, whichever thread started it."""
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(pid)] = int(stat[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 SEEDED = LAB.replace("super().__init__()", "super().__init__()\n        torch.manual_seed(7)")

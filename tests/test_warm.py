@@ -19,22 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BROKEN_CONV2, FULL, GREEDY, LAB, NOISY, grade, grade_contained,
+from conftest import (BROKEN_CONV2, FULL, GREEDY, LAB, NOISY, SLOW, grade, grade_contained,
                       leftovers, submission, tiny_assignment)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bubblewrap is Linux-only")
 
 FAST = ("--only", "shapes,params")
-# Sixty wide 7x7 convolutions of the image repeated to 384 channels, all multiplied by 0:
-# about 0.4 s at the probe's batch of 2, about 14 s for each training step of 32 on these
-# CPUs (ten steps an epoch), and compute-bound with under 400 MB held at any step, so time,
-# not memory, is what runs out.
-SLOW = LAB.replace("x = self.pool(F.relu(self.conv1(x)))",
-                   "z = x.repeat(1, 128, 1, 1)\n"
-                   "        w = torch.ones(64, 384, 7, 7)\n"
-                   "        for _ in range(60):\n"
-                   "            x = x + F.conv2d(z, w).mean() * 0\n"
-                   "        x = self.pool(F.relu(self.conv1(x)))")
+
 
 
 def comparable(result: dict) -> dict:
