@@ -275,8 +275,7 @@ def prepare_training(request: dict, state: dict) -> Trainee:
     device = _device(request["device"])
     if request["device"] == "cuda" and device.type != "cuda":
         raise DeviceUnavailable("--device cuda was asked for, but CUDA is not available")
-    model = state["make_model"]()
-    _seed(request["seed"])
+    model = state["make_model"]()   # seeded where it trains (train._train)
     data = load_arrays(request["data"], device)
     progress = EpochWriter(Path(request["job"]) / protocol.OUT_DIR, request["training"]["epochs"])
     progress.start()

@@ -150,8 +150,9 @@ def stacking(model: nn.Module, sample: torch.Tensor, num_classes: int) -> frozen
     devices = [sample.device] if sample.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         try:
-            shared = _read_only(model, sample)
-            trial = Stacked(twin(copy.deepcopy(model)), shared)
+            copied = copy.deepcopy(model)
+            shared = _read_only(copied, sample)
+            trial = Stacked([copied, copied], shared)   # stacking copies the tensors
             trial.train(True)
             trial.forward(sample, num_classes).sum().backward()
             trial.train(False)
@@ -163,12 +164,12 @@ def stacking(model: nn.Module, sample: torch.Tensor, num_classes: int) -> frozen
 
 
 def _read_only(model: nn.Module, sample: torch.Tensor) -> frozenset[str]:
-    """The buffers a training forward leaves as they were (batch norm's statistics change)."""
-    trial = copy.deepcopy(model).train()
-    before = {n: b.clone() for n, b in trial.named_buffers()}
+    """The buffers a training forward of `model` (a copy: it runs one) leaves as they were;
+    batch norm's statistics change."""
+    before = {n: b.clone() for n, b in model.named_buffers()}
     with torch.no_grad():
-        trial(sample)
-    return frozenset(n for n, b in trial.named_buffers()
+        model.train()(sample)
+    return frozenset(n for n, b in model.named_buffers()
                      if b.shape == before[n].shape and torch.equal(b, before[n]))
 
 

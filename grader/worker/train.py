@@ -173,8 +173,10 @@ def train_together(models: list[nn.Module], recipe: dict[str, Any],
     models = [m.to(device) for m in models]
     pipe = DevicePipeline(recipe, int(data["train_x"].shape[1]), device)
     outcomes: list[dict[str, Any] | Exception | None] = [None] * len(models)
-    sample = pipe(data["train_x"][:2], None)
-    plans = [stacking(m, sample, num_classes) if ensembles else None for m in models]
+    plans: list[frozenset[str] | None] = [None] * len(models)
+    if ensembles:
+        sample = pipe(data["train_x"][:2], None)
+        plans = [stacking(m, sample, num_classes) for m in models]
     for shared in {p for p in plans if p is not None}:
         group = [k for k, p in enumerate(plans) if p == shared]
         if len(group) > 1:
