@@ -241,12 +241,36 @@ def leftovers(markers: list[str]) -> list[str]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if state != "Z" and any(m in cmdline for m in markers):
+        if alive(int(pid)) and any(m in cmdline for m in markers):
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process under `root`, whichever thread started it."""
+    parents = {int(pid): int(fields[1]) for pid in filter(str.isdigit, os.listdir("/proc"))
+               if (fields := _stat(int(pid)))}
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (state, parent, ...); [] once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def graded_functions(tmp_path: Path, name: str, replacements: list[tuple[str, str]]):

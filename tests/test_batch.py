@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ASSIGNMENTS, SOLUTIONS, grade, on_a_terminal, tiny_assignment
+from conftest import ASSIGNMENTS, SOLUTIONS, alive, grade, on_a_terminal, tiny_assignment
 from grader import batchview
 from grader.batch import Outcome, Running, discover
 
@@ -243,13 +243,6 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_resumes_and_loses_nothing(graded_class, tmp_path):
     subs, full_out, _, _ = graded_class
@@ -270,9 +263,9 @@ def test_kill_9_resumes_and_loses_nothing(graded_class, tmp_path):
     done_at_kill = len(list(out.glob("*/key.json")))
     assert 3 <= done_at_kill < 10
     deadline = time.time() + 30
-    while any(_alive(p) for p in pool) and time.time() < deadline:
+    while any(alive(p) for p in pool) and time.time() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(p) for p in pool), "grading processes outlived the killed batch"
+    assert not any(alive(p) for p in pool), "grading processes outlived the killed batch"
 
     run = batch(part, out)
     assert run.code == 0, run.err

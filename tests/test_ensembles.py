@@ -10,12 +10,10 @@ every student the result `grade` gives them alone.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from conftest import GREEDY, LAB, SLOW, SOLUTIONS, banded_images, grade, tiny_assignment
+from conftest import (GREEDY, LAB, SLOW, SOLUTIONS, alive, banded_images, descendants, grade,
+                      tiny_assignment)
 from grader.worker import members as members_mod
 from grader.worker.train import train_and_predict, train_together
 
@@ -257,29 +256,6 @@ def test_killing_a_batch_that_grades_side_by_side_leaves_no_process_behind(tmp_p
     while any(alive(p) for p in below) and time.time() < deadline:
         time.sleep(0.2)
     assert not [p for p in below if alive(p)], "processes outlived the killed batch"
-
-
-def descendants(root: int) -> set[int]:
-    """Every live process under `root`, whichever thread started it."""
-    parents = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents[int(pid)] = int(stat[1])
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 SEEDED = LAB.replace("super().__init__()", "super().__init__()\n        torch.manual_seed(7)")
